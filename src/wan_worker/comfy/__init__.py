@@ -1,0 +1,1 @@
+"""Talk to ComfyUI: preflight, upload, queue, follow and fetch outputs."""
