@@ -1,7 +1,0 @@
-"""The `wan-worker` command line."""
-
-from __future__ import annotations
-
-
-def main(argv: list[str] | None = None) -> int:
-    return 0

@@ -1,0 +1,34 @@
+"""The ``wan-worker`` command line: one sub-command per module, each a thin front."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from wan_worker import __version__
+from wan_worker.cli import workflow
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wan-worker",
+        description="WAN 2.2 video generation on ComfyUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"wan-worker {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    workflow.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
