@@ -82,11 +82,12 @@ def _count_frames(container: Any, stream: Any) -> int:
 
 
 def _duration_s(container: Any, stream: Any, frames: int, rate: Fraction | None) -> float:
-    """Prefer the video stream's own duration; fall back to frames/fps, then the container's."""
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
+    """Frames over rate, exact for constant-rate output; muxers round the stream's own duration
+    (encoder delay, edit lists), so it and then the container's are only fallbacks."""
     if rate:
         return float(frames / rate)
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
     if container.duration is not None:
         return float(Fraction(container.duration, av.time_base))
     return 0.0
