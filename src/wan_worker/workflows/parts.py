@@ -54,12 +54,12 @@ class BuiltWorkflow:
     @property
     def models(self) -> tuple[ModelRef, ...]:
         """Every model file the graph loads, in graph order, without repeats."""
-        refs: dict[str, ModelRef] = {}
+        refs: dict[tuple[str, str], ModelRef] = {}
         for node in self.graph.values():
             for name, value in node["inputs"].items():
                 folder = _MODEL_INPUTS.get((node["class_type"], name))
                 if folder is not None and isinstance(value, str):
-                    refs.setdefault(value, ModelRef(value, folder))
+                    refs.setdefault((folder, value), ModelRef(value, folder))
         return tuple(refs.values())
 
     def to_json(self) -> str:
