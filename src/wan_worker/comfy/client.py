@@ -27,14 +27,8 @@ from typing import IO, Any
 import aiohttp
 from yarl import URL
 
-from wan_worker.comfy.events import (
-    Backoff,
-    Disconnected,
-    EventStream,
-    Reconnected,
-    ServerEvent,
-    StreamItem,
-)
+from wan_worker.comfy.events import Backoff, EventStream
+from wan_worker.comfy.follow import PromptWatch
 from wan_worker.comfy.info import SystemInfo
 from wan_worker.comfy.inputs import (
     FILE_INPUTS,
@@ -48,16 +42,17 @@ from wan_worker.comfy.outputs import OutputFile, OutputRef, download, find_outpu
 from wan_worker.comfy.progress import Progress, ProgressCallback, ProgressTracker
 from wan_worker.comfy.rejections import (
     ModelSource,
-    execution_error,
     graph_error,
     issues_from_rejection,
     model_folder,
 )
 from wan_worker.comfy.schema import GraphIssue, NodeSchemas, validate_graph
+from wan_worker.comfy.state import QueueState, outcome, read_history, read_queue
 from wan_worker.comfy.transport import ComfyHttp, RetryPolicy, ServerError
 from wan_worker.errors import (
     Cancelled,
     ComfyUIUnavailable,
+    ExecutionFailed,
     InvalidInput,
     OutputMissing,
     Timeout,
@@ -100,17 +95,6 @@ class RunResult:
     def of_kind(self, kind: str) -> list[OutputFile]:
         """The outputs of one kind (``video``, ``image``, ``audio``, ``other``)."""
         return [o for o in self.outputs if o.kind == kind]
-
-
-@dataclass(frozen=True)
-class QueueState:
-    """The prompt ids ComfyUI is running and has waiting."""
-
-    running: tuple[str, ...]
-    pending: tuple[str, ...]
-
-    def __contains__(self, prompt_id: object) -> bool:
-        return prompt_id in self.running or prompt_id in self.pending
 
 
 @dataclass
@@ -246,23 +230,11 @@ class ComfyClient:
 
     async def queue_state(self) -> QueueState:
         """What ComfyUI is running and has waiting (``GET /queue``)."""
-        body = await self.http.get_json("/queue")
-
-        def ids(key: str) -> tuple[str, ...]:
-            items = body.get(key) if isinstance(body, dict) else None
-            return tuple(
-                str(item[1])
-                for item in (items if isinstance(items, list) else [])
-                if isinstance(item, list) and len(item) > 1
-            )
-
-        return QueueState(running=ids("queue_running"), pending=ids("queue_pending"))
+        return await read_queue(self.http)
 
     async def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The ``/history`` entry of a finished prompt, or None while unknown or running."""
-        body = await self.http.get_json(f"/history/{prompt_id}")
-        entry = body.get(prompt_id) if isinstance(body, dict) else None
-        return entry if isinstance(entry, dict) else None
+        return await read_history(self.http, prompt_id)
 
     # -- preflight --------------------------------------------------------------------------
 
@@ -564,7 +536,23 @@ class ComfyClient:
             job.queued_at = time.monotonic()
             tracker = ProgressTracker(prompt_id, ready)
             await self._emit(job, on_progress, tracker.snapshot())
-            entry = await self._follow(job, queue, tracker, on_progress, stall_timeout)
+            watch = PromptWatch(
+                http=self.http,
+                events=events,
+                prompt_id=prompt_id,
+                tracker=tracker,
+                emit=lambda progress: self._emit(job, on_progress, progress),
+                reconnect_timeout_s=self.reconnect_timeout_s,
+                history_wait_s=self.history_wait_s,
+                stall_timeout_s=stall_timeout,
+            )
+            try:
+                entry = await watch.run(queue)
+            except (ExecutionFailed, Cancelled):
+                job.settled = True
+                raise
+            finally:
+                job.started_at = watch.started_at
             job.settled = True
         finally:
             events.unsubscribe(prompt_id)
@@ -608,94 +596,6 @@ class ComfyClient:
             )
         return self._events
 
-    # -- following a prompt ---------------------------------------------------------------
-
-    async def _follow(
-        self,
-        job: _Job,
-        queue: asyncio.Queue[StreamItem],
-        tracker: ProgressTracker,
-        on_progress: ProgressCallback | None,
-        stall_timeout: float | None,
-    ) -> dict[str, Any]:
-        """Read the prompt's events until it ends; returns its ``/history`` entry."""
-        assert job.prompt_id is not None and self._events is not None
-        prompt_id, events = job.prompt_id, self._events
-        last_event = time.monotonic()
-        while True:
-            wait: float | None = None
-            if not events.connected:
-                wait = _POLL_S
-            elif stall_timeout is not None:
-                wait = max(stall_timeout - (time.monotonic() - last_event), 0.01)
-            try:
-                item = await asyncio.wait_for(queue.get(), wait)
-            except TimeoutError:
-                if not events.connected:
-                    self._check_connection_lost(prompt_id, events)
-                    continue
-                if stall_timeout is not None:
-                    entry = await self._check_stalled(prompt_id, stall_timeout)
-                    if entry is not None:
-                        return self._outcome(prompt_id, entry)
-                    last_event = time.monotonic()
-                continue
-            if isinstance(item, Disconnected):
-                continue
-            if isinstance(item, Reconnected):
-                entry = await self._reconcile(prompt_id)
-                if entry is not None:
-                    return self._outcome(prompt_id, entry)
-                continue
-            last_event = time.monotonic()
-            entry = await self._on_event(job, item, tracker, on_progress)
-            if entry is not None:
-                return entry
-
-    async def _on_event(
-        self,
-        job: _Job,
-        event: ServerEvent,
-        tracker: ProgressTracker,
-        on_progress: ProgressCallback | None,
-    ) -> dict[str, Any] | None:
-        """Apply one event; returns the history entry once the prompt has succeeded."""
-        assert job.prompt_id is not None
-        if event.type == "execution_start" and job.started_at is None:
-            job.started_at = time.monotonic()
-        if event.type == "execution_error":
-            log.error(
-                "prompt %s failed in node %s (%s): %s: %s\n%s",
-                job.prompt_id,
-                event.data.get("node_id"),
-                event.data.get("node_type"),
-                event.data.get("exception_type"),
-                event.data.get("exception_message"),
-                "".join(str(line) for line in event.data.get("traceback") or []),
-            )
-            job.settled = True
-            raise execution_error(event.data)
-        if event.type == "execution_interrupted":
-            job.settled = True
-            raise Cancelled(
-                f"ComfyUI interrupted prompt {job.prompt_id} in node "
-                f"{event.data.get('node_id')} ({event.data.get('node_type')})",
-                details={"prompt_id": job.prompt_id, "node_id": event.data.get("node_id")},
-            )
-        progress = tracker.update(event.type, event.data)
-        if progress is not None:
-            await self._emit(job, on_progress, progress)
-        if event.type == "execution_success":
-            return self._outcome(job.prompt_id, await self._wait_history(job.prompt_id))
-        if event.type == "executing" and event.data.get("node") is None:
-            entry = await self._wait_history(job.prompt_id)
-            outcome = self._outcome(job.prompt_id, entry)
-            done = tracker.update("execution_success", {})
-            if done is not None:
-                await self._emit(job, on_progress, done)
-            return outcome
-        return None
-
     async def _emit(
         self, job: _Job, on_progress: ProgressCallback | None, progress: Progress
     ) -> None:
@@ -709,98 +609,6 @@ class ComfyClient:
         except Exception:
             log.exception("the progress callback of job %s failed; the job goes on", job.job_id)
 
-    def _check_connection_lost(self, prompt_id: str, events: EventStream) -> None:
-        if events.disconnected_for() > self.reconnect_timeout_s:
-            raise ComfyUIUnavailable(
-                f"lost the connection to ComfyUI at {self.url} for more than "
-                f"{self.reconnect_timeout_s:g} s while prompt {prompt_id} ran "
-                f"(last error: {events.last_error})",
-                details={"url": str(self.url), "prompt_id": prompt_id},
-            )
-
-    async def _locate(self, prompt_id: str) -> tuple[str, dict[str, Any] | None, QueueState]:
-        """Where the prompt is: ``running``, ``pending``, ``finished`` (with entry) or ``lost``.
-
-        The queue is read before the history, so a prompt that finishes in between is found
-        in the history rather than reported lost.
-        """
-        state = await self.queue_state()
-        entry = await self.history(prompt_id)
-        if entry is not None:
-            return "finished", entry, state
-        if prompt_id in state.running:
-            return "running", None, state
-        if prompt_id in state.pending:
-            return "pending", None, state
-        return "lost", None, state
-
-    async def _reconcile(self, prompt_id: str) -> dict[str, Any] | None:
-        """After a reconnect: the history entry when the prompt ended meanwhile, else None."""
-        where, entry, _ = await self._locate(prompt_id)
-        if where == "lost":
-            raise ComfyUIUnavailable(
-                f"ComfyUI at {self.url} lost prompt {prompt_id}: it is in neither the queue nor "
-                "the history after the connection came back (the server probably restarted)",
-                details={"url": str(self.url), "prompt_id": prompt_id},
-            )
-        return entry
-
-    async def _check_stalled(self, prompt_id: str, stall_timeout: float) -> dict[str, Any] | None:
-        """After ``stall_timeout`` without events: the entry if finished, None if healthy."""
-        where, entry, state = await self._locate(prompt_id)
-        if where == "finished":
-            return entry
-        if where == "running" or (where == "pending" and state.running):
-            return None
-        if where == "lost":
-            await self._reconcile(prompt_id)
-        raise Timeout(
-            f"prompt {prompt_id} stalled: no event for {stall_timeout:g} s and ComfyUI is not "
-            "running it",
-            details={"prompt_id": prompt_id, "stall_timeout_s": stall_timeout},
-        )
-
-    async def _wait_history(self, prompt_id: str) -> dict[str, Any]:
-        """The history entry, which ComfyUI writes a moment after the terminal event."""
-        deadline = time.monotonic() + self.history_wait_s
-        delay = 0.02
-        while True:
-            entry = await self.history(prompt_id)
-            if entry is not None:
-                return entry
-            if time.monotonic() >= deadline:
-                raise ComfyUIUnavailable(
-                    f"ComfyUI at {self.url} reported prompt {prompt_id} finished but its "
-                    f"/history entry did not appear within {self.history_wait_s:g} s",
-                    details={"url": str(self.url), "prompt_id": prompt_id},
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _POLL_S)
-
-    def _outcome(self, prompt_id: str, entry: dict[str, Any]) -> dict[str, Any]:
-        """``entry`` when it records a success; otherwise the error it records."""
-        status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
-        assert isinstance(status, dict)
-        for message in status.get("messages") or []:
-            if not (isinstance(message, list) and len(message) == 2):
-                continue
-            kind, data = message
-            data = data if isinstance(data, dict) else {}
-            if kind == "execution_error":
-                raise execution_error({"prompt_id": prompt_id, **data})
-            if kind == "execution_interrupted":
-                raise Cancelled(
-                    f"ComfyUI interrupted prompt {prompt_id} in node {data.get('node_id')}",
-                    details={"prompt_id": prompt_id, "node_id": data.get("node_id")},
-                )
-        if status.get("status_str") not in (None, "success"):
-            raise ComfyUIUnavailable(
-                f"ComfyUI reports prompt {prompt_id} as {status.get('status_str')!r} "
-                "without an error message",
-                details={"prompt_id": prompt_id, "status": status},
-            )
-        return entry
-
     # -- outputs and cleanup --------------------------------------------------------------
 
     async def fetch_outputs(self, prompt_id: str, output_dir: Path) -> list[OutputFile]:
@@ -808,7 +616,7 @@ class ComfyClient:
         entry = await self.history(prompt_id)
         if entry is None:
             raise OutputMissing(f"ComfyUI has no history for prompt {prompt_id}")
-        refs = find_outputs(self._outcome(prompt_id, entry).get("outputs"))
+        refs = find_outputs(outcome(prompt_id, entry).get("outputs"))
         if not refs:
             raise OutputMissing(f"prompt {prompt_id} finished but ComfyUI reported no outputs")
         return await self._download_all(None, refs, Path(output_dir))
