@@ -111,8 +111,9 @@ def _missing_nodes(issues: list[GraphIssue]) -> MissingNodes:
             )
         )
     names = sorted({i.class_type for i in issues if i.class_type})
+    labels = [f"{n} (from {node_pack_for(n)})" if node_pack_for(n) else n for n in names]
     return MissingNodes(
-        "ComfyUI lacks node types the graph needs: " + (", ".join(names) or "(unnamed node)"),
+        "ComfyUI lacks node types the graph needs: " + (", ".join(labels) or "(unnamed node)"),
         problems=problems,
         details={"class_types": names},
     )
@@ -124,7 +125,9 @@ def _missing_models(
     """Missing model files; other problems of the graph are listed after them."""
     problems = [_problem(i, model_source) for i in issues]
     problems += [_problem(i, model_source) for i in every_issue if i not in issues]
-    files = sorted({str(i.extra_info.get("received_value", "")) for i in issues})
+    files = sorted(
+        {f"{i.extra_info.get('received_value', '')} (models/{model_folder(i)})" for i in issues}
+    )
     return MissingModels(
         "ComfyUI lacks model files the graph needs: " + ", ".join(files),
         problems=problems,
