@@ -182,18 +182,20 @@ def _copy_path(
     except OSError as exc:
         raise _fetch_failed(field, f"could not be opened ({exc.strerror})", "path") from None
     max_bytes = limits.max_bytes(kind)
-    with open(fd, "rb") as source:
-        info = os.fstat(source.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise _invalid(field, "is not a regular file", "path")
         if info.st_size > max_bytes:
             raise _too_large(field, f"{info.st_size} bytes", max_bytes)
         with PartFile(final) as part:
-            while chunk := source.read(CHUNK_BYTES):
+            while chunk := os.read(fd, CHUNK_BYTES):
                 if part.size + len(chunk) > max_bytes:
                     raise _too_large(field, f"more than {max_bytes} bytes", max_bytes)
                 part.write(chunk)
             return part.commit()
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- URLs
