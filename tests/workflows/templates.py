@@ -635,6 +635,17 @@ class _Side:
         shown = ", ".join(f"{k}={self.show(v)}" for k, v in node["inputs"].items())
         return f"{node['class_type']} {node_id!r} {shown}"
 
+    def unmatched(self, other: _Side, *, exclude: Collection[str]) -> list[str]:
+        """Nodes without an equal in ``other`` (multiset-wise), except ``exclude``."""
+        remaining = Counter(self.hashes.values()) - Counter(other.hashes.values())
+        result = []
+        for node_id in self.graph:
+            if remaining[self.hashes[node_id]] > 0:
+                remaining[self.hashes[node_id]] -= 1
+                if node_id not in exclude:
+                    result.append(node_id)
+        return result
+
     def roots(self, other: _Side) -> list[str]:
         """Unmatched nodes whose linked sources all have an equal in ``other``."""
         remaining = Counter(self.hashes.values()) - Counter(other.hashes.values())
@@ -671,14 +682,41 @@ def _describe_difference(ours: _Side, theirs: _Side) -> str:
         lines.append(f"  {class_type} (ours {our_id!r}, template {their_id!r}):")
         lines.extend(f"    {change}" for change in _changes(ours, our_id, theirs, their_id))
     lines.extend(f"  only in the template: {theirs.describe(t)}" for t in unpaired)
+    lines.extend(_downstream_value_changes(ours, theirs))
     return "\n".join(lines)
 
 
-def _changes(ours: _Side, our_id: str, theirs: _Side, their_id: str) -> list[str]:
+def _downstream_value_changes(ours: _Side, theirs: _Side) -> list[str]:
+    """Literal changes in unmatched consumers, which a changed source alone would not explain."""
+    ours_rest = ours.unmatched(theirs, exclude=ours.roots(theirs))
+    theirs_rest = theirs.unmatched(ours, exclude=theirs.roots(ours))
+    lines = []
+    for our_id in ours_rest:
+        class_type = ours.graph[our_id]["class_type"]
+        candidates = [t for t in theirs_rest if theirs.graph[t]["class_type"] == class_type]
+        if not candidates:
+            continue
+        their_id = min(
+            candidates, key=lambda t: len(_changes(ours, our_id, theirs, t, links=False))
+        )
+        theirs_rest.remove(their_id)
+        changes = _changes(ours, our_id, theirs, their_id, links=False)
+        if changes:
+            lines.append(f"  also {class_type} (ours {our_id!r}, template {their_id!r}):")
+            lines.extend(f"    {change}" for change in changes)
+    return lines
+
+
+def _changes(
+    ours: _Side, our_id: str, theirs: _Side, their_id: str, *, links: bool = True
+) -> list[str]:
     ours_inputs = ours.graph[our_id]["inputs"]
     theirs_inputs = theirs.graph[their_id]["inputs"]
     changes = []
     for name in sorted(set(ours_inputs) | set(theirs_inputs)):
+        is_link = _is_link(ours_inputs.get(name)) or _is_link(theirs_inputs.get(name))
+        if is_link and not links:
+            continue
         mine = ours.show(ours_inputs.get(name, _MISSING))
         template = theirs.show(theirs_inputs.get(name, _MISSING))
         if mine != template:

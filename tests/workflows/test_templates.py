@@ -314,3 +314,15 @@ def test_a_link_to_a_missing_node_fails_loudly() -> None:
     ours["87"]["inputs"]["vae"] = ["999", 0]
     with pytest.raises(AssertionError, match="missing node '999'"):
         graph_difference(ours, _lightning_i2v())
+
+
+def test_value_changes_downstream_of_a_difference_are_reported_too() -> None:
+    ours = _lightning_i2v()
+    ours["104"]["inputs"]["shift"] = 7
+    ours["86"]["inputs"]["steps"] = 5
+    difference = graph_difference(ours, _lightning_i2v())
+    assert difference is not None
+    assert "shift: ours 7, template 5" in difference
+    assert "also KSamplerAdvanced (ours '86', template '86'):\n    steps: ours 5, template 4" in (
+        difference
+    )
