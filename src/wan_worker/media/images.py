@@ -8,6 +8,7 @@ flattened onto white; ``contain`` letterboxes with black bars.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import threading
@@ -33,8 +34,8 @@ SIZE_TIERS: dict[str, int] = {"480p": 832 * 480, "720p": 1280 * 720}
 ASPECT_TOLERANCE = 0.03
 """How far (in log ratio, about 3 %) a derived size's aspect may drift to use more of the budget."""
 
-IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF")
-"""The decoders an input may reach; exotic formats (EPS, PSD, ...) are not worth their risk."""
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+"""The decoders an input may reach (JPEG includes MPO); exotic ones (EPS, PSD, ...) are refused."""
 
 BACKGROUND = (255, 255, 255)
 LETTERBOX = (0, 0, 0)
@@ -119,13 +120,20 @@ def _not_an_image(field: str, message: str) -> InvalidInput:
     )
 
 
+@functools.cache
+def _decoders() -> tuple[str, ...]:
+    """The allowed formats this Pillow build can open (WebP, for one, is optional)."""
+    Image.init()
+    return tuple(name for name in IMAGE_FORMATS if name in Image.OPEN)
+
+
 def decode_image(path: Path, *, field: str, max_pixels: int) -> Image.Image:
     """Open, verify and fully decode an image: upright (EXIF), alpha flattened, RGB."""
-    formats = ", ".join(IMAGE_FORMATS)
+    formats = ", ".join(_decoders())
     try:
         with _PILLOW_WARNINGS, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path, formats=IMAGE_FORMATS)
+            image = Image.open(path, formats=_decoders())
     except Image.DecompressionBombError:
         raise _too_large(field, "has far too many pixels", max_pixels) from None
     except Exception:  # any decoder failure on untrusted bytes means "not an image we read"
