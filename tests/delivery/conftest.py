@@ -105,7 +105,7 @@ def s3_settings(moto_endpoint: str, bucket: str) -> S3Settings:
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def s3(moto_endpoint: str) -> S3Client:
     """A plain boto3 client for the moto server, to inspect what was uploaded."""
     return moto_client(moto_endpoint)
@@ -122,10 +122,10 @@ def moto_client(endpoint: str) -> S3Client:
 
 
 @pytest.fixture
-def bucket(moto_endpoint: str) -> str:
+def bucket(s3: S3Client) -> str:
     """A fresh, empty bucket on the shared moto server."""
     name = f"videos-{uuid.uuid4().hex[:12]}"
-    moto_client(moto_endpoint).create_bucket(Bucket=name)
+    s3.create_bucket(Bucket=name)
     return name
 
 

@@ -395,3 +395,18 @@ def test_delivery_result_lists_mode_url_key_bytes_hash_and_video(tmp_path: Path)
         "key": "renders/y",
         "video": dataclasses.asdict(info),
     }
+
+
+async def test_video_stays_in_place_when_the_durable_dir_is_unusable(
+    tmp_path: Path, video: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(b"")
+    config = config_for(tmp_path, durable_dir=blocker / "kept")
+
+    with pytest.raises(UploadFailed) as caught:
+        await deliver_video(video, probe_video(video), config=config)
+
+    assert caught.value.details["kept_at"] == str(video)
+    assert str(video) in caught.value.message
+    assert files_under(video.parent) == [video]
