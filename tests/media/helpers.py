@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import ipaddress
 import math
 import socket
-import struct
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,13 @@ def png_bytes(
     return buffer.getvalue()
 
 
+@functools.cache
+def _tone(rate: int, samples: int, channels: int) -> bytes:
+    """Interleaved s16 samples of a 440 Hz tone (cached: tests ask for the same few)."""
+    mono = [int(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(samples)]
+    return array("h", (v for v in mono for _ in range(channels))).tobytes()
+
+
 def write_tone(
     path: Path,
     *,
@@ -87,21 +95,17 @@ def write_tone(
     layout: str = "mono",
 ) -> Path:
     """Encode a 440 Hz tone with PyAV (it rechunks and converts frames for each encoder)."""
-    channels = 1 if layout == "mono" else 2
+    channels = av.AudioLayout(layout).nb_channels
+    total = int(seconds * rate)
+    signal = _tone(rate, total, channels)
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=rate, layout=layout)
         assert isinstance(stream, av.AudioStream)
-        total = int(seconds * rate)
         step = 4096
         for start in range(0, total, step):
             count = min(step, total - start)
-            samples = (
-                struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * (start + i) / rate)))
-                * channels
-                for i in range(count)
-            )
             frame = av.AudioFrame(format="s16", layout=layout, samples=count)
-            frame.planes[0].update(b"".join(samples))
+            frame.planes[0].update(signal[start * channels * 2 : (start + count) * channels * 2])
             frame.sample_rate = rate
             frame.pts = start
             for packet in stream.encode(frame):
