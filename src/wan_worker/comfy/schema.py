@@ -56,6 +56,9 @@ _FILE_INPUTS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("LoadVideo", "file"): (("video",), "Invalid video file: {}"),
 }
 
+FILE_INPUTS: tuple[tuple[str, str], ...] = tuple(_FILE_INPUTS)
+"""(class_type, input_name) of the inputs that name a file in the server's input/ folder."""
+
 COMBO = "COMBO"
 DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 

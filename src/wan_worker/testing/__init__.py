@@ -14,4 +14,6 @@ def load_object_info() -> dict[str, Any]:
     return data
 
 
-__all__ = ["load_object_info"]
+from wan_worker.testing.comfyui_double import ComfyUIDouble, Faults  # noqa: E402
+
+__all__ = ["ComfyUIDouble", "Faults", "load_object_info"]
