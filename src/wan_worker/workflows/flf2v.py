@@ -61,18 +61,9 @@ def build(request: Request | dict[str, Any]) -> parts.BuiltWorkflow:
         length=s.frames,
         batch_size=1,
     )
-    high, low = parts.moe_models(g, s, req)
-    samples = parts.two_stage_sampling(
-        g,
-        s,
-        high=high,
-        low=low,
-        positive=latent.out(0),
-        negative=latent.out(1),
-        latent=latent.out(2),
+    parts.two_stage_video(
+        g, s, req, positive=latent.out(0), negative=latent.out(1), latent=latent.out(2), vae=vae
     )
-    decoded = g.node("VAEDecode", "decode", title="Decode", samples=samples, vae=vae)
-    parts.video_output(g, s, images=decoded.out(0))
     return parts.BuiltWorkflow(
         MODE, g.finalize(), s, {"image": req.image, "end_image": req.end_image}
     )

@@ -178,6 +178,37 @@ def moe_models(g: Graph, s: Settings, req: TwoStageRequest) -> tuple[Link, Link]
     return high, low
 
 
+def single_model(g: Graph, s: Settings, unet: str | None) -> Link:
+    """The model chain of the single-model modes (5B TI2V, 14B S2V)."""
+    return model_chain(
+        g,
+        s,
+        prefix="",
+        unet=unet or catalogue.default_file(s.mode, "model"),
+        loras=s.high_loras,
+        label="Diffusion",
+    )
+
+
+def two_stage_video(
+    g: Graph,
+    s: Settings,
+    req: TwoStageRequest,
+    *,
+    positive: Link,
+    negative: Link,
+    latent: Link,
+    vae: Link,
+) -> None:
+    """The shared tail of the 14B modes: both model chains, both stages, decode, save."""
+    high, low = moe_models(g, s, req)
+    samples = two_stage_sampling(
+        g, s, high=high, low=low, positive=positive, negative=negative, latent=latent
+    )
+    decoded = g.node("VAEDecode", "decode", title="Decode", samples=samples, vae=vae)
+    video_output(g, s, images=decoded.out(0))
+
+
 def input_file_name(value: str) -> str:
     """Validate a file name in ComfyUI's input folder (a per-job subfolder is allowed)."""
     return check_file_name(value)

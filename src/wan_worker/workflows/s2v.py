@@ -98,14 +98,7 @@ def build(request: Request | dict[str, Any]) -> parts.BuiltWorkflow:
     s = dataclasses.replace(s, frames=frames_for_chunks(chunks))
 
     g = Graph()
-    model = parts.model_chain(
-        g,
-        s,
-        prefix="",
-        unet=req.model or catalogue.default_file(MODE, "model"),
-        loras=s.high_loras,
-        label="Diffusion",
-    )
+    model = parts.single_model(g, s, req.model)
     positive, negative = parts.text_encoding(g, s)
     vae = parts.vae_loader(g, s)
     encoder = g.node(

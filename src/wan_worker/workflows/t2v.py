@@ -33,10 +33,7 @@ def build(request: Request | dict[str, Any]) -> parts.BuiltWorkflow:
         length=s.frames,
         batch_size=1,
     )
-    high, low = parts.moe_models(g, s, req)
-    samples = parts.two_stage_sampling(
-        g, s, high=high, low=low, positive=positive, negative=negative, latent=latent.out(0)
+    parts.two_stage_video(
+        g, s, req, positive=positive, negative=negative, latent=latent.out(0), vae=vae
     )
-    decoded = g.node("VAEDecode", "decode", title="Decode", samples=samples, vae=vae)
-    parts.video_output(g, s, images=decoded.out(0))
     return parts.BuiltWorkflow(MODE, g.finalize(), s, {})

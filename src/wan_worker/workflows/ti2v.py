@@ -10,7 +10,6 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from wan_worker import catalogue
 from wan_worker.workflows import parts
 from wan_worker.workflows.graph import Graph
 from wan_worker.workflows.params import Mode, SingleModelRequest, parse_request, resolve
@@ -39,14 +38,7 @@ def build(request: Request | dict[str, Any]) -> parts.BuiltWorkflow:
     req = parse_request(Request, request)
     s = resolve(req, MODE, high_model_role=False)
     g = Graph()
-    model = parts.model_chain(
-        g,
-        s,
-        prefix="",
-        unet=req.model or catalogue.default_file(MODE, "model"),
-        loras=s.high_loras,
-        label="Diffusion",
-    )
+    model = parts.single_model(g, s, req.model)
     positive, negative = parts.text_encoding(g, s)
     vae = parts.vae_loader(g, s)
     start = None
