@@ -351,3 +351,15 @@ async def test_a_failed_image_leaves_nothing(tmp_path: Path) -> None:
     assert caught.value.code == "invalid_input"
     assert str(caught.value).startswith("invalid_input: end_image_base64 ")
     assert leftovers(tmp_path) == []
+
+
+def test_a_requested_size_over_the_pixel_cap_is_refused(tmp_path: Path) -> None:
+    raw = write(tmp_path, "in.png", png_bytes((64, 64)))
+    out = tmp_path / "out"
+    with pytest.raises(WanWorkerError) as caught:
+        prepare_image(
+            raw, field="image", limits=small_limits(), dest_dir=out, width=2048, height=1024
+        )
+    assert caught.value.code == "invalid_input"
+    assert caught.value.problems[0].rule == "max_pixels"
+    assert not out.exists() or leftovers(out) == []

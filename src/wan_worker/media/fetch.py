@@ -72,8 +72,9 @@ async def load_input(
     """
     final = new_name(dest_dir, field, ".input")
     if source.form == "base64":
-        data = decode_base64(source.value, field=field, kind=kind, limits=limits)
-        return await asyncio.to_thread(_write_bytes, final, data)
+        return await asyncio.to_thread(
+            _write_base64, source.value, field=field, kind=kind, limits=limits, final=final
+        )
     if source.form == "path":
         return await asyncio.to_thread(
             _copy_path, source.value, field=field, kind=kind, limits=limits, final=final
@@ -149,7 +150,10 @@ def decode_base64(text: str, *, field: str, kind: MediaKind, limits: InputLimits
     return data
 
 
-def _write_bytes(final: Path, data: bytes) -> Path:
+def _write_base64(
+    text: str, *, field: str, kind: MediaKind, limits: InputLimits, final: Path
+) -> Path:
+    data = decode_base64(text, field=field, kind=kind, limits=limits)
     with PartFile(final) as part:
         part.write(data)
         return part.commit()

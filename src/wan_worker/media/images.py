@@ -210,6 +210,10 @@ def prepare_image(
         budget_pixels=budget_pixels,
         grid=grid,
     )
+    if size[0] * size[1] > limits.max_pixels:
+        message = f"would be fitted to {size[0]}x{size[1]}, more than {limits.max_pixels} pixels"
+        problem = Problem(message, field=field, rule="max_pixels")
+        raise InvalidInput(f"{field} {message}", problems=[problem])
     path = write_png(fit_image(image, *size, fit), new_name(dest_dir, field, ".png"))
     return PreparedImage(path, size[0], size[1], source_width, source_height)
 
