@@ -47,34 +47,55 @@ class PromptWatch:
     async def run(self, queue: asyncio.Queue[StreamItem]) -> dict[str, Any]:
         """Read the prompt's events until it ends; raise the error it ended with."""
         last_event = time.monotonic()
+        owed_check = False
+        unreachable_since: float | None = None
         while True:
             wait: float | None = None
-            if not self.events.connected:
+            if owed_check or not self.events.connected:
                 wait = _POLL_S
             elif self.stall_timeout_s is not None:
                 wait = max(self.stall_timeout_s - (time.monotonic() - last_event), 0.01)
             try:
-                item = await asyncio.wait_for(queue.get(), wait)
+                item: StreamItem | None = await asyncio.wait_for(queue.get(), wait)
             except TimeoutError:
-                if not self.events.connected:
-                    self._check_connection_lost()
-                    continue
-                entry = await self._check_stalled()
-                if entry is not None:
-                    return outcome(self.prompt_id, entry)
+                item = None
+            if isinstance(item, ServerEvent):
                 last_event = time.monotonic()
+                entry = await self._on_event(item)
+                if entry is not None:
+                    return entry
                 continue
             if isinstance(item, Disconnected):
                 continue
             if isinstance(item, Reconnected):
-                entry = await self._reconcile()
-                if entry is not None:
-                    return outcome(self.prompt_id, entry)
+                owed_check = True
+            if not self.events.connected and not owed_check:
+                self._check_connection_lost()
                 continue
+            silent_for = time.monotonic() - last_event
+            stalled = self.stall_timeout_s is not None and silent_for >= self.stall_timeout_s
+            if not (owed_check or stalled):
+                continue
+            try:
+                where, entry, state = await self._locate()
+            except ComfyUIUnavailable as err:
+                owed_check = True
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > self.reconnect_timeout_s:
+                    raise self._connection_lost(str(err.details.get("reason") or err)) from None
+                continue
+            owed_check, unreachable_since = False, None
             last_event = time.monotonic()
-            entry = await self._on_event(item)
-            if entry is not None:
-                return entry
+            if where == "finished" and entry is not None:
+                return outcome(self.prompt_id, entry)
+            if where == "lost":
+                raise self._lost()
+            if stalled and where == "pending" and not state.running:
+                raise Timeout(
+                    f"prompt {self.prompt_id} stalled: no event for {self.stall_timeout_s:g} s "
+                    "and ComfyUI is not running anything",
+                    details={"prompt_id": self.prompt_id, "stall_timeout_s": self.stall_timeout_s},
+                )
 
     async def _on_event(self, event: ServerEvent) -> dict[str, Any] | None:
         """Apply one event; returns the history entry once the prompt has succeeded."""
@@ -110,12 +131,15 @@ class PromptWatch:
 
     def _check_connection_lost(self) -> None:
         if self.events.disconnected_for() > self.reconnect_timeout_s:
-            raise ComfyUIUnavailable(
-                f"lost the connection to ComfyUI at {self.http.base_url} for more than "
-                f"{self.reconnect_timeout_s:g} s while prompt {self.prompt_id} ran "
-                f"(last error: {self.events.last_error})",
-                details={"url": str(self.http.base_url), "prompt_id": self.prompt_id},
-            )
+            raise self._connection_lost(self.events.last_error)
+
+    def _connection_lost(self, last_error: str) -> ComfyUIUnavailable:
+        return ComfyUIUnavailable(
+            f"lost the connection to ComfyUI at {self.http.base_url} for more than "
+            f"{self.reconnect_timeout_s:g} s while prompt {self.prompt_id} ran "
+            f"(last error: {last_error})",
+            details={"url": str(self.http.base_url), "prompt_id": self.prompt_id},
+        )
 
     async def _locate(self) -> tuple[Where, dict[str, Any] | None, QueueState]:
         """Where the prompt is, with its history entry when finished.
@@ -132,28 +156,6 @@ class PromptWatch:
         if self.prompt_id in state.pending:
             return "pending", None, state
         return "lost", None, state
-
-    async def _reconcile(self) -> dict[str, Any] | None:
-        """After a reconnect: the history entry when the prompt ended meanwhile, else None."""
-        where, entry, _ = await self._locate()
-        if where == "lost":
-            raise self._lost()
-        return entry
-
-    async def _check_stalled(self) -> dict[str, Any] | None:
-        """After a silence: the entry if finished, None while running or waiting its turn."""
-        where, entry, state = await self._locate()
-        if where == "finished":
-            return entry
-        if where == "running" or (where == "pending" and state.running):
-            return None
-        if where == "lost":
-            raise self._lost()
-        raise Timeout(
-            f"prompt {self.prompt_id} stalled: no event for {self.stall_timeout_s:g} s and "
-            "ComfyUI is not running anything",
-            details={"prompt_id": self.prompt_id, "stall_timeout_s": self.stall_timeout_s},
-        )
 
     def _lost(self) -> ComfyUIUnavailable:
         return ComfyUIUnavailable(
