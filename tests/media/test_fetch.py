@@ -534,3 +534,15 @@ async def test_error_messages_carry_no_credentials_or_query(
     assert f"http://127.0.0.1:{file_server.port}/slow" in text
     for secret in ("hunter2", "user", "s3cret", "token", "frag"):
         assert secret not in text
+
+
+async def test_the_pinned_resolver_answers_only_for_its_vetted_host() -> None:
+    import ipaddress
+
+    from wan_worker.media.fetch import PinnedResolver
+
+    pinned = PinnedResolver("files.test", [ipaddress.ip_address("127.0.0.1")])
+    assert [r["host"] for r in await pinned.resolve("files.test", 80)] == ["127.0.0.1"]
+    assert await pinned.resolve("files.test", 80, socket.AF_INET6) == []
+    with pytest.raises(OSError):
+        await pinned.resolve("elsewhere.test", 80)
