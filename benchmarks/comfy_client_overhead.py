@@ -41,6 +41,7 @@ def _audio_graph() -> ApiGraph:
 
 
 def _tone(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     rate = 16000
     with wave.open(str(path), "wb") as sink:
         sink.setnchannels(1)
@@ -71,7 +72,6 @@ def _reset_peak_rss() -> None:
 
 
 async def overhead(root: Path, jobs: int, *, preflight: bool) -> dict[str, float]:
-    root.mkdir(parents=True)
     tone = root / "tone.wav"
     _tone(tone)
     async with ComfyUIDouble(root=root / "comfyui") as double, ComfyClient(double.url) as comfy:
