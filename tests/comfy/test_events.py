@@ -99,6 +99,7 @@ async def test_an_unsubscribed_prompt_receives_nothing(script: Script) -> None:
         gone = stream.subscribe("mine")
         stream.unsubscribe("mine")
         other = stream.subscribe("theirs")
+        stream.start()
         try:
             seen = await _next(other)
         finally:
