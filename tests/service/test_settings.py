@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from wan_worker.comfy import Progress
 from wan_worker.errors import ExecutionFailed, InvalidInput, Problem
-from wan_worker.service import ProgressThrottle, ServiceSettings, error_response
+from wan_worker.service import JobProgress, ProgressThrottle, ServiceSettings, error_response
 
 
 def test_an_empty_environment_gives_the_defaults() -> None:
@@ -88,3 +89,12 @@ def test_an_unexpected_failure_answers_internal_error_without_its_traceback() ->
     assert out["error_code"] == "internal_error"
     assert "secret internals" not in out["error"]
     assert "j1" in out["error"]
+
+
+def test_comfyuis_progress_fills_the_bar_up_to_delivery() -> None:
+    update = JobProgress.from_comfy(
+        Progress("p", "sampling", 50.0, step=2, steps=4, sampler_index=1, sampler_count=2)
+    )
+    assert update.percent == 47.5
+    assert update.message == "sampling stage 1/2, step 2/4 (48%)"
+    assert update.as_dict()["steps"] == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ JobStage = Literal[
 ]
 """``inputs`` (fetch, decode, fit), then ComfyUI's stages, then ``delivering`` the video."""
 
+_PERCENT = re.compile(r"\(\d+%\)$")
 _COMFY_SHARE = 95.0
 """ComfyUI's progress fills the bar up to here; delivering is the rest."""
 
@@ -41,10 +43,11 @@ class JobProgress:
 
     @classmethod
     def from_comfy(cls, progress: Progress) -> JobProgress:
+        percent = round(progress.percent * _COMFY_SHARE / 100, 1)
         return cls(
             stage=progress.stage,
-            percent=round(progress.percent * _COMFY_SHARE / 100, 1),
-            message=progress.message,
+            percent=percent,
+            message=_PERCENT.sub(f"({percent:.0f}%)", progress.message),
             step=progress.step,
             steps=progress.steps,
             node_id=progress.node_id,
