@@ -127,10 +127,3 @@ def test_the_console_script_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["video_latent"]["class_type"] == "Wan22ImageToVideoLatent"
-
-
-def test_serve_says_plainly_that_the_api_is_not_available_yet(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main(["serve"]) == 1
-    assert "not part of this release yet" in capsys.readouterr().err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
 from wan_worker import __version__
@@ -22,18 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     workflow.register(commands)
     run_graph_cli.register(commands)
-    serve = commands.add_parser("serve", help="run the HTTP API (not available yet)")
-    serve.set_defaults(handler=_serve_unavailable)
     return parser
-
-
-def _serve_unavailable(args: argparse.Namespace) -> int:
-    print(
-        "wan-worker serve: the HTTP API is not part of this release yet; "
-        "use 'wan-worker workflow' and 'wan-worker run-graph' meanwhile",
-        file=sys.stderr,
-    )
-    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
