@@ -13,11 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks handler.py
+	$(BIN)/ruff format --check src tests benchmarks handler.py
 
 types: $(STAMP)
-	$(BIN)/mypy src tests benchmarks
+	$(BIN)/mypy src tests benchmarks handler.py
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
