@@ -15,10 +15,11 @@ from wan_worker.service.schema import (
     parse_job,
     request_json_schema,
 )
-from wan_worker.service.settings import ServiceSettings
+from wan_worker.service.settings import EnvReader, ServiceSettings
 
 __all__ = [
     "ACTIONS",
+    "EnvReader",
     "GenerationJob",
     "JobOptions",
     "JobProgress",

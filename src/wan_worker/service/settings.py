@@ -60,7 +60,7 @@ class ServiceSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read every setting from ``env`` (default: the process environment); see docs/api.md."""
         env = os.environ if env is None else env
-        read = _Reader(env)
+        read = EnvReader(env)
         root = _default_root()
         durable = read.value("DURABLE_OUTPUT_DIR", Path, root / "kept")
         settings = cls(
@@ -104,8 +104,11 @@ class ServiceSettings:
         return settings
 
 
-class _Reader:
-    """Parses environment variables, collecting every bad one before failing."""
+class EnvReader:
+    """Parses environment variables, collecting every bad one before failing.
+
+    Every front's own settings (HTTP API, managed ComfyUI, model downloads) read with it too.
+    """
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
