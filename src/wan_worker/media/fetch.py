@@ -221,7 +221,7 @@ def _origin(url: URL) -> str:
     return f"{url.scheme}://{host}:{url.port}"
 
 
-def _parse_url(text: str, *, field: str, where: str) -> URL:
+def parse_url(text: str, *, field: str, where: str) -> URL:
     """Parse and check a URL's shape (scheme, host); ``where`` says which hop it is."""
     try:
         url = URL(text.strip())
@@ -235,34 +235,57 @@ def _parse_url(text: str, *, field: str, where: str) -> URL:
     return url
 
 
-async def _vetted_addresses(
+def _trusted(url: URL, limits: InputLimits) -> bool:
+    return _origin(url) in {_origin(URL(o)) for o in limits.allowed_origins}
+
+
+def _refuse_disallowed(
+    addresses: list[IPAddress], *, field: str, limits: InputLimits, where: str
+) -> None:
+    for address in addresses:
+        if not address_allowed(address, allow_private_networks=limits.allow_private_networks):
+            kind = classify_address(address)
+            raise _invalid(
+                field,
+                f"{where}reaches a {kind} address; only public addresses are allowed",
+                "url_policy",
+            )
+
+
+def check_url_host(url: URL, *, field: str, limits: InputLimits, where: str = "") -> None:
+    """Refuse a URL whose host text alone breaks the policy (a refused name or IP literal).
+
+    No lookup happens here; :func:`vetted_addresses` also vets what a name resolves to.
+    """
+    if _trusted(url, limits):
+        return
+    host = url.raw_host or ""
+    literal = parse_ip(host)
+    if literal is not None:
+        _refuse_disallowed([literal], field=field, limits=limits, where=where)
+        return
+    reason = host_problem(host, allow_private_networks=limits.allow_private_networks)
+    if reason is not None:
+        raise _invalid(field, f"{where}{reason}", "url_policy")
+
+
+async def vetted_addresses(
     url: URL, *, field: str, limits: InputLimits, resolver: HostResolver, where: str
 ) -> list[IPAddress]:
     """Resolve the hop's host once and return its addresses, refusing if any is not allowed."""
+    check_url_host(url, field=field, limits=limits, where=where)
     host = url.raw_host or ""
-    trusted = _origin(url) in {_origin(URL(o)) for o in limits.allowed_origins}
     literal = parse_ip(host)
     if literal is not None:
-        addresses = [literal]
-    else:
-        reason = host_problem(host, allow_private_networks=limits.allow_private_networks)
-        if reason is not None and not trusted:
-            raise _invalid(field, f"{where}{reason}", "url_policy")
-        try:
-            addresses = await resolver.resolve(host, url.port or 0)
-        except OSError:
-            addresses = []
-        if not addresses:
-            raise _fetch_failed(field, f"{where}has a host that could not be resolved", "dns")
-    if not trusted:
-        for address in addresses:
-            if not address_allowed(address, allow_private_networks=limits.allow_private_networks):
-                kind = classify_address(address)
-                raise _invalid(
-                    field,
-                    f"{where}reaches a {kind} address; only public addresses are allowed",
-                    "url_policy",
-                )
+        return [literal]
+    try:
+        addresses = await resolver.resolve(host, url.port or 0)
+    except OSError:
+        addresses = []
+    if not addresses:
+        raise _fetch_failed(field, f"{where}has a host that could not be resolved", "dns")
+    if not _trusted(url, limits):
+        _refuse_disallowed(addresses, field=field, limits=limits, where=where)
     return addresses
 
 
@@ -296,7 +319,7 @@ class PinnedResolver(AbstractResolver):
         return None
 
 
-def _pinned_session(url: URL, addresses: list[IPAddress]) -> aiohttp.ClientSession:
+def pinned_session(url: URL, addresses: list[IPAddress]) -> aiohttp.ClientSession:
     """A one-hop session that can connect only to the vetted addresses of ``url``'s host."""
     connector = aiohttp.TCPConnector(
         resolver=PinnedResolver(url.raw_host or "", addresses),
@@ -321,17 +344,17 @@ async def _download(
     final: Path,
     resolver: HostResolver,
 ) -> Path:
-    url = _parse_url(text, field=field, where="")
+    url = parse_url(text, field=field, where="")
     shown = redact_url(url)
     try:
         async with asyncio.timeout(limits.url_timeout_s):
             for hop in range(limits.max_redirects + 1):
                 where = "" if hop == 0 else f"redirect to {redact_url(url)} "
-                addresses = await _vetted_addresses(
+                addresses = await vetted_addresses(
                     url, field=field, limits=limits, resolver=resolver, where=where
                 )
                 async with (
-                    _pinned_session(url, addresses) as session,
+                    pinned_session(url, addresses) as session,
                     session.get(url, allow_redirects=False) as response,
                 ):
                     if response.status in REDIRECT_STATUSES:
@@ -340,7 +363,7 @@ async def _download(
                             raise _fetch_failed(
                                 field, f"{where}redirected without a Location", "http"
                             )
-                        url = _parse_url(
+                        url = parse_url(
                             str(url.join(URL(location))), field=field, where="redirect target "
                         )
                         continue
