@@ -13,8 +13,8 @@ from wan_worker.workflows import MODES, build
 
 EXIT_INVALID_INPUT = 2
 
-# flag -> request field; only flags the user gives are passed on.
-_FLAGS: list[tuple[str, str, type, str]] = [
+# flag -> request field; only flags the user gives are passed on (`generate` reuses them).
+REQUEST_FLAGS: list[tuple[str, str, type, str]] = [
     ("--preset", "preset", str, "standard or lightning (default: lightning; ti2v: standard)"),
     ("--prompt", "prompt", str, "what the video shows"),
     ("--negative-prompt", "negative_prompt", str, "default: the official WAN negative prompt"),
@@ -52,7 +52,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Print the API graph of a WAN 2.2 mode on stdout, ready for ComfyUI.",
     )
     wf.add_argument("mode", choices=list(MODES))
-    for flag, field, kind, text in _FLAGS:
+    for flag, field, kind, text in REQUEST_FLAGS:
         wf.add_argument(flag, dest=field, type=kind, help=text, default=None)
     wf.add_argument(
         "--lora",
@@ -97,7 +97,9 @@ def parse_lora(text: str) -> dict[str, Any]:
 
 def run_workflow(args: argparse.Namespace) -> int:
     params = {
-        field: getattr(args, field) for _, field, _, _ in _FLAGS if getattr(args, field) is not None
+        field: getattr(args, field)
+        for _, field, _, _ in REQUEST_FLAGS
+        if getattr(args, field) is not None
     }
     if args.loras:
         params["loras"] = args.loras
