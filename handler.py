@@ -47,9 +47,9 @@ def make_handler(
 
     async def handler(job: dict[str, Any]) -> dict[str, Any]:
         worker = await get_worker()
-        request = dict(job.get("input") or {})
-        if job.get("s3Config") and "s3Config" not in request:
-            request["s3Config"] = job["s3Config"]
+        request = job.get("input")
+        if isinstance(request, dict) and job.get("s3Config") and "s3Config" not in request:
+            request = {**request, "s3Config": job["s3Config"]}
         throttle = ProgressThrottle(1.0, clock=clock)
 
         def on_progress(update: JobProgress) -> None:

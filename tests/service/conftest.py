@@ -25,6 +25,7 @@ from aiohttp import web
 from moto.server import ThreadedMotoServer
 from PIL import Image, ImageDraw
 
+from tests.media.helpers import TEST_NAMES
 from wan_worker import catalogue
 from wan_worker.comfy.events import Backoff
 from wan_worker.comfy.transport import RetryPolicy
@@ -190,7 +191,7 @@ def settings(
 
 @pytest.fixture
 def resolver() -> MapResolver:
-    return MapResolver({"internal.test": ["10.0.0.5"], "metadata.test": ["169.254.169.254"]})
+    return MapResolver(dict(TEST_NAMES))
 
 
 def new_worker(settings: ServiceSettings, resolver: MapResolver | None = None) -> Worker:

@@ -17,7 +17,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,7 @@ class _Prepared:
 
 
 async def run_job(
-    request: Mapping[str, Any],
+    request: object,
     *,
     job_id: str,
     settings: ServiceSettings,
@@ -501,7 +501,7 @@ class Worker:
 
     async def respond(
         self,
-        request: Mapping[str, Any],
+        request: object,
         *,
         job_id: str,
         on_progress: JobProgressCallback | None = None,

@@ -128,6 +128,14 @@ MODE_DEFAULTS: dict[Mode, ModeDefaults] = {
 }
 
 
+class FieldValueError(ValueError):
+    """A whole-request check's failure that still names the field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class LoraSpec(BaseModel):
     """A user LoRA, chained after the preset's on the stage(s) it names."""
 
@@ -207,15 +215,17 @@ class WorkflowRequest(BaseModel):
         for old, new in _LEGACY_FIELDS.items():
             if old in data:
                 if new in data:
-                    raise ValueError(f"give either {old} or {new}, not both")
+                    raise FieldValueError(old, f"give either {old} or {new}, not both")
                 data[new] = data.pop(old)
         if "use_lora" in data:
             use_lora = data.pop("use_lora")
             if not isinstance(use_lora, bool):
-                raise ValueError("use_lora must be true or false")
+                raise FieldValueError("use_lora", "use_lora must be true or false")
             preset = "lightning" if use_lora else "standard"
             if data.get("preset") not in (None, preset):
-                raise ValueError(f"use_lora={use_lora} contradicts preset={data['preset']}")
+                raise FieldValueError(
+                    "use_lora", f"use_lora={use_lora} contradicts preset={data['preset']}"
+                )
             data["preset"] = preset
         if "lora_name" in data:
             lora = {"name": data.pop("lora_name"), "strength": data.pop("lora_strength", 1.0)}
@@ -223,7 +233,9 @@ class WorkflowRequest(BaseModel):
         if "diffusion_model" in data:
             target = "high_noise_model" if "high_noise_model" in cls.model_fields else "model"
             if target in data:
-                raise ValueError(f"give either diffusion_model or {target}, not both")
+                raise FieldValueError(
+                    "diffusion_model", f"give either diffusion_model or {target}, not both"
+                )
             data[target] = data.pop("diffusion_model")
         return data
 
@@ -331,9 +343,13 @@ def _count(n: int, noun: str) -> str:
 
 
 def _problem_from_pydantic(err: Any) -> Problem:
-    field = ".".join(str(part) for part in err["loc"]) or None
-    message = str(err["msg"]).removeprefix("Value error, ")
     ctx = err.get("ctx") or {}
+    cause = ctx.get("error")
+    located = cause.field if isinstance(cause, FieldValueError) and not err["loc"] else None
+    field = ".".join(str(part) for part in err["loc"]) or located
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if located:
+        message = message.removeprefix(f"{located} ")
     suggestion = None
     for bound in ("ge", "le", "gt", "lt"):
         if bound in ctx:
