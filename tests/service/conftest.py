@@ -165,11 +165,20 @@ def allowed_root(tmp_path: Path) -> Path:
     return folder
 
 
+UNREACHABLE_ORIGIN = "http://127.0.0.1:9"
+"""The discard port on loopback, where nothing listens: an upload target that always fails."""
+
+
 @pytest.fixture
 def settings(
-    tmp_path: Path, double: ComfyUIDouble, file_server: FileServer, allowed_root: Path
+    tmp_path: Path,
+    double: ComfyUIDouble,
+    file_server: FileServer,
+    allowed_root: Path,
+    moto_endpoint: str,
 ) -> ServiceSettings:
-    """Settings for a worker on the double; URL inputs allowed from the file server only."""
+    """Settings for a worker on the double. URLs may reach only the file server, the moto S3
+    server and the unreachable discard port: every other loopback address is refused."""
     return ServiceSettings(
         comfyui_url=double.url,
         comfyui_input_dir=double.input_dir,
@@ -177,7 +186,8 @@ def settings(
         comfyui_ready_timeout_s=0.5,
         work_dir=tmp_path / "work",
         input_limits=InputLimits(
-            allowed_path_roots=(allowed_root,), allowed_origins=(file_server.origin,)
+            allowed_path_roots=(allowed_root,),
+            allowed_origins=(file_server.origin, moto_endpoint, UNREACHABLE_ORIGIN),
         ),
         delivery=DeliveryConfig(
             durable_dir=tmp_path / "kept",

@@ -202,6 +202,39 @@ CASES: list[Any] = [
         "invalid_input",
         "s3Config.accessSecret",
     ),
+    # upload destinations are user URLs too
+    case(
+        "upload_url on a name that resolves to a private address",
+        {"action": "t2v", "upload_url": "http://internal.test/put?sig=x"},
+        "invalid_input",
+        "upload_url",
+    ),
+    case(
+        "upload_url on the metadata address",
+        {"action": "t2v", "upload_url": "http://metadata.test/latest"},
+        "invalid_input",
+        "upload_url",
+    ),
+    case(
+        "upload_url with a file scheme",
+        {"action": "t2v", "upload_url": "file:///tmp/out.mp4"},
+        "invalid_input",
+        "upload_url",
+    ),
+    case(
+        "s3Config endpoint on a link-local address",
+        {
+            "action": "t2v",
+            "s3Config": {
+                "accessId": "a",
+                "accessSecret": "b",
+                "bucketName": "c",
+                "endpointUrl": "http://linklocal.test:9000",
+            },
+        },
+        "invalid_input",
+        "s3Config.endpointUrl",
+    ),
     # raw graphs
     case(
         "raw graph with an unknown node",

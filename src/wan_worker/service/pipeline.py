@@ -39,11 +39,13 @@ from wan_worker.media import (
     HostResolver,
     InputForm,
     InputSource,
+    SystemResolver,
     derive_size,
     load_audio,
     load_image,
     load_input,
 )
+from wan_worker.media.fetch import parse_url, vetted_addresses
 from wan_worker.service.progress import DELIVERING, INPUTS, JobProgress, JobProgressCallback
 from wan_worker.service.schema import (
     PLACEHOLDER_FILES,
@@ -160,6 +162,7 @@ async def run_job(
     options: DeliveryOptions = job.request if isinstance(job, RawJob) else job.options
     timeout_s = _deadline(options, settings)
     target = _target(options)
+    await _vet_targets(target, settings, resolver)
     system = await comfy.system_info()
 
     settings.work_dir.mkdir(parents=True, exist_ok=True)
@@ -281,6 +284,32 @@ def _target(options: DeliveryOptions) -> DeliveryTarget | None:
     if options.upload_url is None and s3 is None:
         return None
     return DeliveryTarget(upload_url=options.upload_url, download_url=options.download_url, s3=s3)
+
+
+async def _vet_targets(
+    target: DeliveryTarget | None, settings: ServiceSettings, resolver: HostResolver | None
+) -> None:
+    """A caller's upload destinations are user URLs: the input URLs' address policy applies.
+
+    Checked before any work, so a refused destination costs no GPU time. The worker's own
+    bucket (BUCKET_* settings) is trusted configuration and not checked.
+    """
+    if target is None:
+        return
+    destinations = [("upload_url", target.upload_url)]
+    if target.s3 is not None:
+        destinations.append(("s3Config.endpointUrl", target.s3.endpoint_url))
+    for field_name, text in destinations:
+        if text is None:
+            continue
+        url = parse_url(text, field=field_name, where="")
+        await vetted_addresses(
+            url,
+            field=field_name,
+            limits=settings.input_limits,
+            resolver=resolver or SystemResolver(),
+            where="",
+        )
 
 
 def _timings(
