@@ -111,6 +111,12 @@ CASES: list[Any] = [
         "input_too_large",
         "audio_base64",
     ),
+    case(
+        "audio longer than s2v renders (24 chunks)",
+        {"action": "s2v", "image_base64": IMAGE, "audio_base64": b64(wav_bytes(119.5, rate=800))},
+        "invalid_input",
+        "audio_base64",
+    ),
     # URLs that are not http(s)
     case(
         "file:// URL",

@@ -60,6 +60,7 @@ from wan_worker.service.schema import (
 from wan_worker.service.settings import ServiceSettings
 from wan_worker.workflows import build
 from wan_worker.workflows.params import MODE_DEFAULTS, nearest_multiple
+from wan_worker.workflows.s2v import MAX_AUDIO_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -429,6 +430,22 @@ async def _prepare_generation(
         uploads[PLACEHOLDER_FILES["audio"]] = audio.path
         params["audio"] = PLACEHOLDER_FILES["audio"]
         if "audio_seconds" not in params and "chunks" not in params:
+            if audio.duration_s > MAX_AUDIO_SECONDS:
+                field_name = f"audio_{audio_source.form}"
+                raise InvalidInput(
+                    f"{field_name}: the audio lasts {audio.duration_s:.1f} s, longer than the "
+                    f"{MAX_AUDIO_SECONDS:g} s s2v renders at most; trim it, or give "
+                    "audio_seconds to animate only its start",
+                    problems=[
+                        Problem(
+                            message="longer than s2v renders",
+                            field=field_name,
+                            value=round(audio.duration_s, 3),
+                            rule="max_audio_seconds",
+                            suggestion=MAX_AUDIO_SECONDS,
+                        )
+                    ],
+                )
             params["audio_seconds"] = round(audio.duration_s, 3)
         inputs["audio"] = {
             "form": audio_source.form,
