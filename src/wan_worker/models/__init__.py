@@ -7,6 +7,15 @@ reports what is present, missing or the wrong size.
 
 from __future__ import annotations
 
+from wan_worker.models.download import (
+    DiskUsage,
+    DownloadFailed,
+    DownloadPlan,
+    DownloadProgress,
+    ModelDownloader,
+    NotEnoughSpace,
+    human_bytes,
+)
 from wan_worker.models.paths import (
     MODEL_SUBFOLDERS,
     extra_model_paths_yaml,
@@ -15,13 +24,24 @@ from wan_worker.models.paths import (
 )
 from wan_worker.models.required import effective_preset, required_models
 from wan_worker.models.settings import ModelSettings
+from wan_worker.models.verify import FileCheck, FileState, verify_models
 
 __all__ = [
     "MODEL_SUBFOLDERS",
+    "DiskUsage",
+    "DownloadFailed",
+    "DownloadPlan",
+    "DownloadProgress",
+    "FileCheck",
+    "FileState",
+    "ModelDownloader",
     "ModelSettings",
+    "NotEnoughSpace",
     "effective_preset",
     "extra_model_paths_yaml",
+    "human_bytes",
     "model_path",
     "required_models",
+    "verify_models",
     "write_extra_model_paths",
 ]
