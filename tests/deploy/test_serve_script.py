@@ -1,0 +1,239 @@
+"""scripts/serve.sh, the README's main command, on a fresh machine made of fakes.
+
+The fake ``python3.12`` makes a fake virtual environment whose ``python`` (pip) and
+``wan-worker`` only log; the fake ``git`` clones an empty ComfyUI. What is checked is the
+script's own logic: which steps run, in which order, with which arguments, and which are
+skipped on a second run or with COMFYUI_URL set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.fakes import REPO_ROOT, Finished, run_script, tools_dir, write_fake
+
+SERVE = REPO_ROOT / "scripts" / "serve.sh"
+PINNED = (REPO_ROOT / "scripts" / "comfyui-version").read_text().strip()
+
+FAKE_SYSTEM_PYTHON = """
+if sys.argv[1] == "-c":
+    sys.exit(int(os.environ.get("FAKE_PYTHON_TOO_OLD", "0")))
+if sys.argv[1:3] == ["-m", "venv"]:
+    bin_dir = os.path.join(sys.argv[3], "bin")
+    os.makedirs(bin_dir)
+    for name in ("python", "wan-worker"):
+        text = open(os.environ["FAKE_TEMPLATE_" + name.replace("-", "_").upper()]).read()
+        with open(os.path.join(bin_dir, name), "w") as out:
+            out.write(text)
+        os.chmod(os.path.join(bin_dir, name), 0o755)
+"""
+
+FAKE_GIT = """
+if sys.argv[1] == "clone":
+    dest = sys.argv[-1]
+    os.makedirs(dest)
+    for name in ("main.py", "requirements.txt"):
+        open(os.path.join(dest, name), "w").close()
+elif sys.argv[1] == "-C":
+    print(os.environ.get("FAKE_GIT_TAG", ""))
+"""
+
+
+@dataclass
+class Machine:
+    """A fresh machine: fakes on PATH, no virtual environment, no ComfyUI yet."""
+
+    tmp: Path
+    bin_dir: Path
+    tools: Path
+    log: Path
+
+    @property
+    def venv(self) -> Path:
+        return self.tmp / "venv"
+
+    @property
+    def comfyui(self) -> Path:
+        return self.tmp / "comfyui"
+
+    def serve(self, *args: str, **env: str) -> Finished:
+        templates = self.tmp / "templates"
+        base = {
+            "VENV": str(self.venv),
+            "COMFYUI_PATH": str(self.comfyui),
+            "FAKE_TEMPLATE_PYTHON": str(templates / "python"),
+            "FAKE_TEMPLATE_WAN_WORKER": str(templates / "wan-worker"),
+        }
+        self.log.unlink(missing_ok=True)
+        return run_script(
+            SERVE,
+            bin_dir=self.bin_dir,
+            tools=self.tools,
+            log=self.log,
+            env={**base, **env},
+            args=args,
+        )
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> Machine:
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.jsonl"
+    templates = tmp_path / "templates"
+    write_fake(templates, "python", log)
+    write_fake(templates, "wan-worker", log)
+    write_fake(bin_dir, "python3.12", log, FAKE_SYSTEM_PYTHON)
+    write_fake(bin_dir, "python3", log, "sys.exit(1)")  # a system Python older than 3.11
+    write_fake(bin_dir, "git", log, FAKE_GIT)
+    return Machine(tmp_path, bin_dir, tools_dir(tmp_path / "tools"), log)
+
+
+def test_a_fresh_machine_gets_the_service_pinned_comfyui_default_models_then_serves(
+    machine: Machine,
+) -> None:
+    result = machine.serve("--port", "8000")
+
+    assert result.returncode == 0, result.stderr
+    venv_python = "python"
+    assert result.commands() == [
+        ["python3.12", "-c", "import sys; sys.exit(sys.version_info < (3, 11))"],
+        ["python3.12", "-m", "venv", str(machine.venv)],
+        [venv_python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
+        [
+            "git",
+            "clone",
+            "--depth",
+            "1",
+            "--branch",
+            PINNED,
+            "https://github.com/Comfy-Org/ComfyUI.git",
+            str(machine.comfyui),
+        ],
+        [
+            venv_python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "torch",
+            "torchvision",
+            "torchaudio",
+            "--extra-index-url",
+            "https://download.pytorch.org/whl/cu130",
+        ],
+        [
+            venv_python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "-r",
+            f"{machine.comfyui}/requirements.txt",
+        ],
+        [venv_python, "-m", "pip", "install", "--quiet", "-e", str(REPO_ROOT)],
+        [
+            "wan-worker",
+            "models",
+            "download",
+            "i2v",
+            "--preset",
+            "lightning",
+            "--dest",
+            f"{machine.comfyui}/models",
+            "--yes",
+        ],
+        ["wan-worker", "serve", "--port", "8000"],
+    ]
+    serve = result.calls[-1]
+    assert serve.pid == result.pid, "serve replaces the script (exec)"
+    assert serve.env["COMFYUI_PATH"] == str(machine.comfyui)
+    assert serve.env["MODELS_DIR"] == f"{machine.comfyui}/models"
+    assert serve.env["COMFYUI_URL"] is None
+
+
+def test_running_it_again_only_checks_the_models_and_serves(machine: Machine) -> None:
+    assert machine.serve().returncode == 0
+
+    again = machine.serve(FAKE_GIT_TAG=PINNED)
+
+    assert again.returncode == 0, again.stderr
+    assert again.commands() == [
+        ["git", "-C", str(machine.comfyui), "describe", "--tags", "--exact-match"],
+        [
+            "wan-worker",
+            "models",
+            "download",
+            "i2v",
+            "--preset",
+            "lightning",
+            "--dest",
+            f"{machine.comfyui}/models",
+            "--yes",
+        ],
+        ["wan-worker", "serve"],
+    ]
+    assert "warning" not in again.stderr
+
+
+def test_a_comfyui_checkout_at_another_release_is_used_with_a_warning(machine: Machine) -> None:
+    assert machine.serve().returncode == 0
+
+    again = machine.serve(FAKE_GIT_TAG="v0.1.0")
+
+    assert again.returncode == 0, again.stderr
+    assert f"is at v0.1.0, not {PINNED} (the tested release)" in again.stderr
+    assert ["wan-worker", "serve"] in again.commands()
+
+
+def test_mode_preset_and_models_folder_are_chosen_by_the_environment(machine: Machine) -> None:
+    models = machine.tmp / "models"
+
+    result = machine.serve(WAN_MODE="ti2v", WAN_PRESET="standard", MODELS_DIR=str(models))
+
+    assert result.returncode == 0, result.stderr
+    assert [
+        "wan-worker",
+        "models",
+        "download",
+        "ti2v",
+        "--preset",
+        "standard",
+        "--dest",
+        str(models),
+        "--yes",
+    ] in result.commands()
+    assert result.calls[-1].env["MODELS_DIR"] == str(models)
+
+
+def test_with_comfyui_url_only_the_service_is_installed(machine: Machine) -> None:
+    result = machine.serve(COMFYUI_URL="http://gpu-box:8188")
+
+    assert result.returncode == 0, result.stderr
+    commands = result.commands()
+    assert commands[-2:] == [
+        ["python", "-m", "pip", "install", "--quiet", "-e", str(REPO_ROOT)],
+        ["wan-worker", "serve"],
+    ]
+    assert not [c for c in commands if c[0] == "git" or "models" in c or "torch" in c]
+    assert not machine.comfyui.exists()
+    assert result.calls[-1].env["COMFYUI_URL"] == "http://gpu-box:8188"
+    assert "using the ComfyUI at http://gpu-box:8188" in result.stderr
+
+
+def test_without_python_311_it_stops_saying_what_to_install(machine: Machine) -> None:
+    result = machine.serve(FAKE_PYTHON_TOO_OLD="1")
+
+    assert result.returncode == 1
+    assert "needs Python 3.11 or newer" in result.stderr
+    assert not machine.venv.exists()
+
+
+def test_a_failed_step_stops_before_serving(machine: Machine) -> None:
+    write_fake(machine.bin_dir, "git", machine.log, "sys.exit(128)")
+
+    result = machine.serve()
+
+    assert result.returncode == 128
+    assert result.commands()[-1][:2] == ["git", "clone"]
