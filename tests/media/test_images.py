@@ -24,7 +24,7 @@ from wan_worker.media import (
     prepare_image,
     target_size,
 )
-from wan_worker.media.images import ASPECT_TOLERANCE
+from wan_worker.media.images import ASPECT_TOLERANCE, MAX_DERIVED_ASPECT
 
 from .helpers import leftovers, png_bytes, small_limits
 
@@ -121,6 +121,15 @@ def test_derived_sizes_keep_the_aspect_and_use_most_of_the_budget(
     width, height = derive_size(math.exp(log_aspect), 1, budget_pixels=budget, grid=grid)
     assert abs(math.log(width / height) - log_aspect) <= ASPECT_TOLERANCE + 1e-9
     assert width * height >= 0.8 * budget
+
+
+@pytest.mark.parametrize(("aspect_w", "aspect_h"), [(100, 1), (1, 100), (20_000, 3)])
+def test_an_extreme_aspect_is_clamped_to_four_to_one(aspect_w: int, aspect_h: int) -> None:
+    width, height = derive_size(aspect_w, aspect_h, budget_pixels=SIZE_TIERS["480p"], grid=16)
+    assert max(width, height) / min(width, height) <= MAX_DERIVED_ASPECT * math.exp(
+        ASPECT_TOLERANCE
+    )
+    assert width * height >= 0.8 * SIZE_TIERS["480p"]
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,10 @@ SIZE_TIERS: dict[str, int] = {"480p": 832 * 480, "720p": 1280 * 720}
 ASPECT_TOLERANCE = 0.03
 """How far (in log ratio, about 3 %) a derived size's aspect may drift to use more of the budget."""
 
+MAX_DERIVED_ASPECT = 4.0
+"""A derived size is never wider than 4:1 or taller than 1:4; a more extreme picture is cropped
+(cover) or padded (contain) to that, rather than becoming a thin strip the model cannot fill."""
+
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 """The decoders an input may reach (JPEG includes MPO); exotic ones (EPS, PSD, ...) are refused."""
 
@@ -63,12 +67,13 @@ def derive_size(
 
     Among sizes whose aspect is within ``ASPECT_TOLERANCE`` the largest area wins (ties: the
     closer aspect); aspects too extreme for any such size get the short side at ``grid``.
+    The aspect is first clamped to ``MAX_DERIVED_ASPECT`` either way.
     """
     if aspect_w <= 0 or aspect_h <= 0 or grid <= 0:
         raise ValueError("aspect and grid must be positive")
     if budget_pixels < grid * grid:
         raise ValueError(f"a budget of {budget_pixels} pixels cannot hold one {grid}x{grid} cell")
-    aspect = aspect_w / aspect_h
+    aspect = min(max(aspect_w / aspect_h, 1 / MAX_DERIVED_ASPECT), MAX_DERIVED_ASPECT)
     lowest, highest = aspect * math.exp(-ASPECT_TOLERANCE), aspect * math.exp(ASPECT_TOLERANCE)
     best: tuple[tuple[int, float], tuple[int, int]] | None = None
     for height in range(grid, budget_pixels // grid + 1, grid):
