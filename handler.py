@@ -16,6 +16,7 @@ from typing import Any
 import runpod  # type: ignore[import-untyped]
 
 from wan_worker.errors import ComfyUIUnavailable
+from wan_worker.logs import configure_logging, job_context
 from wan_worker.service import JobProgress, ProgressThrottle, ServiceSettings, Worker
 
 log = logging.getLogger("wan_worker.handler")
@@ -56,12 +57,13 @@ def make_handler(
             if throttle.ready():
                 send_progress(job, update.as_dict())
 
-        response = await worker.respond(request, job_id=str(job["id"]), on_progress=on_progress)
-        if response.get("error_code") == ComfyUIUnavailable.code and not (
-            await worker.comfyui_recovers()
-        ):
-            log.error("ComfyUI is gone and did not come back; asking RunPod for a new worker")
-            response["refresh_worker"] = True
+        with job_context(str(job["id"])):
+            response = await worker.respond(request, job_id=str(job["id"]), on_progress=on_progress)
+            if response.get("error_code") == ComfyUIUnavailable.code and not (
+                await worker.comfyui_recovers()
+            ):
+                log.error("ComfyUI is gone and did not come back; asking RunPod for a new worker")
+                response["refresh_worker"] = True
         return response
 
     return handler
@@ -70,5 +72,6 @@ def make_handler(
 handler = make_handler()
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
+    settings = ServiceSettings.from_env()
+    configure_logging(level=settings.log_level, json_logs=settings.log_json)
     runpod.serverless.start({"handler": handler})

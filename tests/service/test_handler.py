@@ -8,6 +8,8 @@ import base64
 import dataclasses
 import hashlib
 import io
+import json
+import logging
 import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -401,3 +403,23 @@ async def test_comfyui_gone_for_good_asks_for_a_fresh_worker(
     out = await handler(job(action="t2v", width=64, height=64, frames=5))
     assert out["error_code"] == "comfyui_unavailable", out
     assert out["refresh_worker"] is True
+
+
+async def test_every_log_line_of_a_job_carries_its_id(
+    handler: Handler, double: ComfyUIDouble
+) -> None:
+    from wan_worker.logs import configure_logging
+
+    lines = io.StringIO()
+    configure_logging(level="INFO", json_logs=True, stream=lines)
+    try:
+        double.faults.fail_at_node = "sampler_high_noise"
+        out = await handler(job(action="t2v", width=64, height=64, frames=5) | {"id": "job-77"})
+    finally:
+        root = logging.getLogger()
+        for installed in [h for h in root.handlers if type(h).__name__ == "_WanWorkerHandler"]:
+            root.removeHandler(installed)
+    assert out["error_code"] == "execution_failed"
+    records = [json.loads(line) for line in lines.getvalue().splitlines()]
+    assert len(records) >= 2, "the failed job logged too little"
+    assert {record["job_id"] for record in records} == {"job-77"}, records

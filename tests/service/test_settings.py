@@ -37,6 +37,8 @@ def test_every_variable_is_read() -> None:
             "BUCKET_ACCESS_KEY_ID": "AKIA",
             "BUCKET_SECRET_ACCESS_KEY": "secret",
             "WARM_UP": "1",
+            "LOG_LEVEL": "debug",
+            "LOG_JSON": "yes",
         }
     )
     assert settings.comfyui_url == "http://comfy:8188"
@@ -52,12 +54,15 @@ def test_every_variable_is_read() -> None:
     assert settings.delivery.inline_budget_bytes == 5_000_000
     assert settings.delivery.s3 is not None and settings.delivery.s3.bucket == "my-bucket"
     assert settings.warm_up is True
+    assert (settings.log_level, settings.log_json) == ("DEBUG", True)
 
 
 def test_bad_variables_are_all_named_at_once() -> None:
     with pytest.raises(InvalidInput) as caught:
-        ServiceSettings.from_env({"JOB_TIMEOUT_S": "soon", "WARM_UP": "perhaps"})
-    assert [p.field for p in caught.value.problems] == ["JOB_TIMEOUT_S", "WARM_UP"]
+        ServiceSettings.from_env(
+            {"JOB_TIMEOUT_S": "soon", "WARM_UP": "perhaps", "LOG_LEVEL": "chatty"}
+        )
+    assert [p.field for p in caught.value.problems] == ["JOB_TIMEOUT_S", "WARM_UP", "LOG_LEVEL"]
 
 
 def test_the_throttle_lets_one_update_through_per_interval() -> None:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from wan_worker.delivery import DEFAULT_INLINE_BUDGET_BYTES, DeliveryConfig, S3Settings
 from wan_worker.errors import InvalidInput, Problem
+from wan_worker.logs import LOG_LEVELS
 from wan_worker.media import InputLimits
 
 _T = TypeVar("_T")
@@ -55,6 +56,9 @@ class ServiceSettings:
     """Debugging: keep ComfyUI's copies of inputs and outputs."""
     warm_up: bool = False
     """Wait for ComfyUI and load its node schemas before the first job."""
+    log_level: str = "INFO"
+    log_json: bool = False
+    """One JSON object per log line instead of plain text (every line carries the job id)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -99,6 +103,8 @@ class ServiceSettings:
             ),
             keep_files=read.flag("KEEP_FILES"),
             warm_up=read.flag("WARM_UP"),
+            log_level=read.choice("LOG_LEVEL", LOG_LEVELS, "INFO"),
+            log_json=read.flag("LOG_JSON"),
         )
         read.raise_if_any()
         return settings
@@ -136,6 +142,24 @@ class EnvReader:
             )
             return default
         return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        """One of ``choices`` (matched without regard to case)."""
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        for choice in choices:
+            if raw.lower() == choice.lower():
+                return choice
+        self.problems.append(
+            Problem(
+                message=f"{name} must be one of {', '.join(choices)}",
+                field=name,
+                value=raw,
+                suggestion=default,
+            )
+        )
+        return default
 
     def flag(self, name: str) -> bool:
         raw = self.env.get(name, "").strip().lower()
