@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from wan_worker import __version__
-from wan_worker.cli import workflow
+from wan_worker.cli import models, workflow
 from wan_worker.comfy import run_graph_cli
 
 Handler = Callable[[argparse.Namespace], int]
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wan-worker {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     workflow.register(commands)
+    models.register(commands)
     run_graph_cli.register(commands)
     return parser
 

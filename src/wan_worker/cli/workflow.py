@@ -1,13 +1,11 @@
-"""``wan-worker workflow MODE ...`` prints a graph; ``wan-worker models MODE`` lists its files."""
+"""``wan-worker workflow MODE ...`` prints a mode's ComfyUI API graph."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from wan_worker import catalogue
 from wan_worker.errors import WanWorkerError
 from wan_worker.workflows import MODES, build
 
@@ -65,16 +63,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     wf.set_defaults(handler=run_workflow)
 
-    models = commands.add_parser(
-        "models",
-        help="list the model files a mode and preset need",
-        description="List the model files a mode's graph loads, their folders and sources.",
-    )
-    models.add_argument("mode", choices=list(MODES))
-    models.add_argument("--preset", default=None, help="standard or lightning")
-    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    models.set_defaults(handler=run_models)
-
 
 def parse_lora(text: str) -> dict[str, Any]:
     """``FILE:STRENGTH[:high|low|both]`` into a LoRA spec."""
@@ -111,43 +99,6 @@ def run_workflow(args: argparse.Namespace) -> int:
     print(f"seed: {built.seed}", file=sys.stderr)
     for adj in built.adjustments:
         print(f"adjusted {adj.field}: {adj.requested} -> {adj.used} ({adj.rule})", file=sys.stderr)
-    return 0
-
-
-def run_models(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {}
-    if args.preset is not None:
-        params["preset"] = args.preset
-    if args.mode == "s2v":
-        params.update(audio="audio.wav", chunks=1)
-    try:
-        built = build(args.mode, params)
-    except WanWorkerError as exc:
-        return _fail(exc)
-    rows: list[dict[str, Any]] = []
-    for ref in built.models:
-        entry = catalogue.find(ref.file)
-        rows.append(
-            {
-                "file": ref.file,
-                "folder": ref.folder,
-                "approx_bytes": entry.approx_bytes if entry else None,
-                "url": entry.url if entry else None,
-            }
-        )
-    if args.json:
-        print(
-            json.dumps(
-                {"mode": args.mode, "preset": built.settings.preset, "models": rows}, indent=2
-            )
-        )
-        return 0
-    print(f"{args.mode} ({built.settings.preset}) loads {len(rows)} model files:")
-    width = max(len(f"models/{r['folder']}/{r['file']}") for r in rows)
-    for r in rows:
-        size = f"{r['approx_bytes'] / 1e9:.2f} GB" if r["approx_bytes"] else "size unknown"
-        path = f"models/{r['folder']}/{r['file']}"
-        print(f"  {path:<{width}}  {size:>12}  {r['url'] or ''}")
     return 0
 
 
