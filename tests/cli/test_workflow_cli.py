@@ -1,4 +1,4 @@
-"""``wan-worker workflow`` and ``wan-worker models``."""
+"""``wan-worker workflow``."""
 
 from __future__ import annotations
 
@@ -99,23 +99,6 @@ def test_a_malformed_lora_flag_is_a_usage_error(bad: str) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["workflow", "i2v", "--lora", bad])
     assert exc.value.code == 2
-
-
-def test_models_lists_every_file_with_folder_and_source(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["models", "i2v", "--preset", "lightning"]) == 0
-    out = capsys.readouterr().out
-    assert "i2v (lightning) loads 6 model files" in out
-    assert "models/loras/wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors" in out
-    assert "Comfy-Org/Wan_2.1_ComfyUI_repackaged" in out
-
-
-def test_models_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["models", "s2v", "--json"]) == 0
-    listing = json.loads(capsys.readouterr().out)
-    assert listing["preset"] == "lightning"
-    assert {m["folder"] for m in listing["models"]} == {
-        "diffusion_models", "loras", "text_encoders", "vae", "audio_encoders",
-    }  # fmt: skip
 
 
 def test_the_console_script_runs() -> None:

@@ -9,8 +9,10 @@ wrong size or hash. Every request is recorded.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import threading
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -161,3 +163,24 @@ class HubDouble:
             return response
         await response.write_eof()
         return response
+
+
+class ThreadedHub:
+    """The hub double on its own event loop in a thread, for synchronous callers (the CLI)."""
+
+    def __init__(self, files: list[HubFile]) -> None:
+        self.double = HubDouble(files)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> HubDouble:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.double.__aenter__(), self._loop).result(30)
+        return self.double
+
+    def __exit__(self, *exc: object) -> None:
+        closing = self.double.__aexit__(None, None, None)
+        asyncio.run_coroutine_threadsafe(closing, self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+        self._loop.close()

@@ -189,8 +189,8 @@ def _report(args: argparse.Namespace, *, verifying: bool) -> int:
             print(
                 "all files present"
                 if not unique
-                else f"{len(unique)} files missing or the wrong size; fetch them with "
-                "`wan-worker models download MODE`"
+                else f"{len(unique)} file{'s' if len(unique) > 1 else ''} missing or the "
+                "wrong size; fetch them with `wan-worker models download MODE`"
             )
     return EXIT_INCOMPLETE if verifying and bad else EXIT_OK
 
