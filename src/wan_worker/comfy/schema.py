@@ -12,18 +12,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-MODEL_FOLDERS: dict[tuple[str, str], str] = {
-    ("UNETLoader", "unet_name"): "diffusion_models",
-    ("CLIPLoader", "clip_name"): "text_encoders",
-    ("VAELoader", "vae_name"): "vae",
-    ("LoraLoaderModelOnly", "lora_name"): "loras",
-    ("LoraLoader", "lora_name"): "loras",
-    ("AudioEncoderLoader", "audio_encoder_name"): "audio_encoders",
-    ("CLIPVisionLoader", "clip_name"): "clip_vision",
-    ("DualCLIPLoader", "clip_name1"): "text_encoders",
-    ("DualCLIPLoader", "clip_name2"): "text_encoders",
-    ("CheckpointLoaderSimple", "ckpt_name"): "checkpoints",
-}
+from wan_worker.model_folders import LOADER_FOLDERS
+
+MODEL_FOLDERS = LOADER_FOLDERS
 """Which ComfyUI models folder lists the choices of a loader input."""
 
 MODEL_EXTENSIONS = frozenset(

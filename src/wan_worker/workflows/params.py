@@ -229,7 +229,10 @@ class WorkflowRequest(BaseModel):
             data["preset"] = preset
         if "lora_name" in data:
             lora = {"name": data.pop("lora_name"), "strength": data.pop("lora_strength", 1.0)}
-            data["loras"] = [*data.get("loras", []), lora]
+            others = data.get("loras") or []
+            if not isinstance(others, list):
+                raise FieldValueError("loras", "loras must be a list of LoRAs")
+            data["loras"] = [*others, lora]
         if "diffusion_model" in data:
             target = "high_noise_model" if "high_noise_model" in cls.model_fields else "model"
             if target in data:

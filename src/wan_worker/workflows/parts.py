@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wan_worker import catalogue
+from wan_worker.model_folders import LOADER_FOLDERS
 from wan_worker.workflows.graph import ApiGraph, Graph, Link, to_json
 from wan_worker.workflows.params import (
     Adjustment,
@@ -23,15 +24,6 @@ class ModelRef:
 
     file: str
     folder: str
-
-
-_MODEL_INPUTS = {
-    ("UNETLoader", "unet_name"): "diffusion_models",
-    ("CLIPLoader", "clip_name"): "text_encoders",
-    ("VAELoader", "vae_name"): "vae",
-    ("LoraLoaderModelOnly", "lora_name"): "loras",
-    ("AudioEncoderLoader", "audio_encoder_name"): "audio_encoders",
-}
 
 
 @dataclass(frozen=True)
@@ -57,7 +49,7 @@ class BuiltWorkflow:
         refs: dict[tuple[str, str], ModelRef] = {}
         for node in self.graph.values():
             for name, value in node["inputs"].items():
-                folder = _MODEL_INPUTS.get((node["class_type"], name))
+                folder = LOADER_FOLDERS.get((node["class_type"], name))
                 if folder is not None and isinstance(value, str):
                     refs.setdefault((folder, value), ModelRef(value, folder))
         return tuple(refs.values())
