@@ -189,8 +189,8 @@ def _report(args: argparse.Namespace, *, verifying: bool) -> int:
             print(
                 "all files present"
                 if not unique
-                else f"{len(unique)} file{'s' if len(unique) > 1 else ''} missing or the "
-                "wrong size; fetch them with `wan-worker models download MODE`"
+                else f"{_files(len(unique))} missing or the wrong size; fetch them with "
+                "`wan-worker models download MODE`"
             )
     return EXIT_INCOMPLETE if verifying and bad else EXIT_OK
 
@@ -205,7 +205,7 @@ def _print_group(mode: str, preset: str, checks: list[FileCheck], *, verifying: 
         if verifying and check.state == "present":
             continue
         shown = f"{check.model.folder}/{check.model.file}"
-        size = _size(check.actual_bytes if check.actual_bytes is not None else None)
+        size = _size(check.actual_bytes if check.state != "missing" else check.model.approx_bytes)
         line = f"  {_STATE_LABELS[check.state]:<10}  {shown:<62}  {size:>12}"
         if check.state == "wrong_size":
             line += f" (expected about {_size(check.model.approx_bytes)}) at {check.path}"
@@ -242,7 +242,7 @@ def run_download(args: argparse.Namespace) -> int:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_DOWNLOAD_FAILED
     if plan.fetch:
-        print(f"downloaded {len(plan.fetch)} files into {dest}", file=out)
+        print(f"downloaded {_files(len(plan.fetch))} into {dest}", file=out)
     if args.json:
         print(json.dumps(_plan_json(plan, args.mode, preset), indent=2))
     return EXIT_OK
@@ -261,7 +261,7 @@ def _announce(plan: DownloadPlan, mode: str, preset: str, count: int, out: TextI
         print("all files present; nothing to download", file=out)
         return
     print(
-        f"download: {len(plan.fetch)} files, {human_bytes(plan.download_bytes)}; "
+        f"download: {_files(len(plan.fetch))}, {human_bytes(plan.download_bytes)}; "
         f"free in {plan.dest}: {human_bytes(plan.free_bytes)}",
         file=out,
     )
@@ -337,6 +337,10 @@ def _pairs(mode: str | None, preset: str | None) -> list[tuple[str, str]]:
 
 def _missing_bytes(checks: list[FileCheck]) -> int:
     return sum(c.model.approx_bytes or 0 for c in checks if c.state != "present")
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 def _size(count: int | None) -> str:
