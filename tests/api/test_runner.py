@@ -1,0 +1,110 @@
+"""The job runner behind the API: first in, first out; restart recovery from the SQLite file;
+ComfyUI dying under running jobs; several slots at once."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Any
+
+from tests.service.conftest import MapResolver
+from wan_worker.api.store import JobStore
+from wan_worker.service import ServiceSettings
+from wan_worker.testing import ComfyUIDouble
+
+from .conftest import Api, api_settings, running_api
+
+
+def small(seed: int, **extra: Any) -> dict[str, Any]:
+    return {"action": "t2v", "width": 64, "height": 64, "frames": 5, "seed": seed, **extra}
+
+
+def started_at(api: Api, job_id: str) -> float:
+    record = api.runner.store.get(job_id)
+    assert record is not None and record.started_at is not None
+    started: float = record.started_at
+    return started
+
+
+async def test_jobs_run_first_in_first_out_one_at_a_time(api: Api, comfy: ComfyUIDouble) -> None:
+    comfy.faults.step_delay = 0.05
+    ids = [await api.run(small(seed)) for seed in range(4)]
+    statuses = [await api.finished(job_id) for job_id in ids]
+    assert [s["status"] for s in statuses] == ["COMPLETED"] * 4
+    starts = [started_at(api, job_id) for job_id in ids]
+    assert starts == sorted(starts)
+    seeds = [
+        next(
+            node["inputs"]["noise_seed"]
+            for node in prompt["prompt"].values()
+            if "noise_seed" in node["inputs"]
+        )
+        for prompt in comfy.received_prompts
+    ]
+    assert seeds == [0, 1, 2, 3]
+    for earlier, later in itertools.pairwise(ids):
+        before, after = api.runner.store.get(earlier), api.runner.store.get(later)
+        assert before is not None and after is not None
+        assert before.finished_at is not None and after.started_at is not None
+        assert before.finished_at <= after.started_at
+
+
+async def test_a_restart_fails_the_job_that_was_running_and_runs_the_queued_ones(
+    tmp_path: Path, settings: ServiceSettings, resolver: MapResolver
+) -> None:
+    api = api_settings(tmp_path)
+    crashed = JobStore(api.job_db_path)
+    for name, seed in (("was-running", 1), ("queued-1", 2), ("queued-2", 3)):
+        crashed.add(name, small(seed))
+    claimed = crashed.claim_next()
+    assert claimed is not None and claimed.id == "was-running"
+    crashed.close()  # the process "dies" here: one job IN_PROGRESS, two IN_QUEUE
+
+    async with running_api(api, settings, resolver=resolver) as running:
+        failed = await running.finished("was-running")
+        assert failed["status"] == "FAILED"
+        assert "server stopped while this job ran" in failed["error"]
+        assert failed["output"]["error_code"] == "execution_failed"
+        for queued in ("queued-1", "queued-2"):
+            assert (await running.finished(queued))["status"] == "COMPLETED"
+        assert started_at(running, "queued-1") <= started_at(running, "queued-2")
+
+
+async def test_fail_running_fails_jobs_whose_comfyui_died_and_the_queue_goes_on(
+    api: Api, comfy: ComfyUIDouble
+) -> None:
+    comfy.faults.step_delay = 0.5
+    running = await api.run(small(1, steps=8))
+    queued = await api.run(small(2))
+    await api.until(running, lambda s: s["status"] == "IN_PROGRESS")
+    failed = await api.runner.fail_running("ComfyUI exited with code 1; restarting it")
+    assert failed == [running]
+    status = await api.finished(running)
+    assert status["status"] == "FAILED"
+    assert status["output"]["error_code"] == "comfyui_unavailable"
+    assert "ComfyUI exited with code 1" in status["error"]
+    comfy.faults.step_delay = 0.0
+    assert (await api.finished(queued))["status"] == "COMPLETED"
+    assert await api.runner.fail_running("nothing runs") == []
+
+
+async def test_two_slots_run_two_jobs_at_once(
+    tmp_path: Path, settings: ServiceSettings, resolver: MapResolver, comfy: ComfyUIDouble
+) -> None:
+    comfy.faults.step_delay = 0.3
+    async with running_api(
+        api_settings(tmp_path, jobs_concurrency=2), settings, resolver=resolver
+    ) as api:
+        ids = [await api.run(small(seed, steps=6)) for seed in range(3)]
+        async with asyncio.timeout(60):
+            while True:
+                _, health = await api.get("/v2/test/health")
+                if health["jobs"]["inProgress"] == 2:
+                    break
+                await asyncio.sleep(0.02)
+        assert health["jobs"]["inQueue"] == 1
+        assert health["workers"]["running"] == 2
+        comfy.faults.step_delay = 0.0
+        for job_id in ids:
+            assert (await api.finished(job_id))["status"] == "COMPLETED"
