@@ -73,9 +73,20 @@ def test_list_shows_present_and_missing_files(
     assert f"models roots: {tmp_path}" in out
     assert "i2v (standard): 1 of 4 files present, 32.89 GB to download" in out
     assert "  present     vae/wan_2.1_vae.safetensors" in out
+    assert "  missing     text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors" in out
     assert (
-        "  missing     text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors" in out
-        and "from Comfy-Org/Wan_2.1_ComfyUI_repackaged" in out
+        "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/"
+        "split_files/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors" in out
+    )
+
+
+def test_list_says_when_sizes_are_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "list", "t2v", "--preset", "standard", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "t2v (standard): 0 of 4 files present, 6.51 GB to download + 2 files of unknown size" in out
     )
 
 

@@ -199,18 +199,22 @@ def _print_group(mode: str, preset: str, checks: list[FileCheck], *, verifying: 
     present = sum(c.state == "present" for c in checks)
     summary = f"{mode} ({preset}): {present} of {len(checks)} files present"
     if present < len(checks):
-        summary += f", {_size(_missing_bytes(checks))} to download"
+        summary += f", {human_bytes(_missing_bytes(checks))} to download"
+        unknown = sum(c.state != "present" and c.model.approx_bytes is None for c in checks)
+        if unknown:
+            summary += f" + {_files(unknown)} of unknown size"
     print(summary)
+    width = max(len(f"{c.model.folder}/{c.model.file}") for c in checks)
     for check in checks:
         if verifying and check.state == "present":
             continue
         shown = f"{check.model.folder}/{check.model.file}"
         size = _size(check.actual_bytes if check.state != "missing" else check.model.approx_bytes)
-        line = f"  {_STATE_LABELS[check.state]:<10}  {shown:<62}  {size:>12}"
+        line = f"  {_STATE_LABELS[check.state]:<10}  {shown:<{width}}  {size:>12}"
         if check.state == "wrong_size":
             line += f" (expected about {_size(check.model.approx_bytes)}) at {check.path}"
         elif check.state == "missing":
-            line += f" from {check.model.source}"
+            line += f"  {check.model.url}"
         print(line.rstrip())
 
 
