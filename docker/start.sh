@@ -53,11 +53,18 @@ start_comfyui() {
     local url="http://127.0.0.1:$COMFYUI_PORT"
     local timeout=${COMFYUI_READY_TIMEOUT_S:-120}
     timeout=${timeout%.*}
+    local folders=()
+    if [ -n "${COMFYUI_INPUT_DIR:-}" ]; then
+        folders+=(--input-directory "$COMFYUI_INPUT_DIR")
+    fi
+    if [ -n "${COMFYUI_OUTPUT_DIR:-}" ]; then
+        folders+=(--output-directory "$COMFYUI_OUTPUT_DIR")
+    fi
     write_model_paths
     say "starting ComfyUI from $COMFYUI_PATH on port $COMFYUI_PORT"
     # shellcheck disable=SC2086 # COMFYUI_ARGS is a list of extra arguments
     "${COMFYUI_PYTHON:-python}" -u "$COMFYUI_PATH/main.py" --listen 127.0.0.1 --port "$COMFYUI_PORT" \
-        --disable-auto-launch ${COMFYUI_ARGS:-} &
+        --disable-auto-launch "${folders[@]}" ${COMFYUI_ARGS:-} &
     local pid=$!
     local deadline=$((SECONDS + timeout))
     until curl -fsS -o /dev/null --max-time 5 "$url/system_stats" 2>/dev/null; do

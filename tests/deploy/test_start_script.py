@@ -168,6 +168,21 @@ def test_runpod_mode_points_comfyui_at_the_models_folder_and_its_own(
     assert first["loras"] == "loras/"
 
 
+def test_chosen_input_and_output_folders_are_given_to_comfyui_and_the_handler(
+    rig: Rig, comfyui_pids: list[int]
+) -> None:
+    inputs, outputs = rig.tmp / "in", rig.tmp / "out"
+    result = rig.run(COMFYUI_INPUT_DIR=str(inputs), COMFYUI_OUTPUT_DIR=str(outputs))
+    comfyui_pids.extend(comfyui_launches(result))
+
+    assert result.returncode == 0, result.stderr
+    (launch,) = [c.argv for c in result.calls if "main.py" in " ".join(c.argv)]
+    assert launch[-4:] == ["--input-directory", str(inputs), "--output-directory", str(outputs)]
+    handler = result.calls[-1]
+    assert handler.env["COMFYUI_INPUT_DIR"] == str(inputs)
+    assert handler.env["COMFYUI_OUTPUT_DIR"] == str(outputs)
+
+
 def test_models_inside_comfyui_need_no_extra_paths(rig: Rig, comfyui_pids: list[int]) -> None:
     result = rig.run(MODELS_DIR=f"{rig.comfyui}/models")
     comfyui_pids.extend(comfyui_launches(result))
