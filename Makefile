@@ -24,12 +24,10 @@ unit: $(STAMP)
 
 test: lint types unit
 
-# The RunPod handler behind the RunPod SDK's local API server (/run, /runsync, /docs).
-HOST ?= 127.0.0.1
-PORT ?= 8000
-serve: $(STAMP)
-	@test -n "$$COMFYUI_URL" || { echo "set COMFYUI_URL to your ComfyUI server, e.g. COMFYUI_URL=http://127.0.0.1:8188 make serve"; exit 2; }
-	$(BIN)/python handler.py --rp_serve_api --rp_api_host $(HOST) --rp_api_port $(PORT)
+# The README's main command: install the service, the pinned ComfyUI and the default models,
+# then serve the HTTP API (scripts/serve.sh says how to change each step).
+serve:
+	VENV=$(abspath $(VENV)) scripts/serve.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

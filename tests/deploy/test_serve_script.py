@@ -8,6 +8,7 @@ skipped on a second run or with COMFYUI_URL set.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,21 +60,24 @@ class Machine:
     def comfyui(self) -> Path:
         return self.tmp / "comfyui"
 
-    def serve(self, *args: str, **env: str) -> Finished:
+    def env(self, **extra: str) -> dict[str, str]:
         templates = self.tmp / "templates"
-        base = {
+        return {
             "VENV": str(self.venv),
             "COMFYUI_PATH": str(self.comfyui),
             "FAKE_TEMPLATE_PYTHON": str(templates / "python"),
             "FAKE_TEMPLATE_WAN_WORKER": str(templates / "wan-worker"),
+            **extra,
         }
+
+    def serve(self, *args: str, **env: str) -> Finished:
         self.log.unlink(missing_ok=True)
         return run_script(
             SERVE,
             bin_dir=self.bin_dir,
             tools=self.tools,
             log=self.log,
-            env={**base, **env},
+            env=self.env(**env),
             args=args,
         )
 
@@ -237,3 +241,24 @@ def test_a_failed_step_stops_before_serving(machine: Machine) -> None:
 
     assert result.returncode == 128
     assert result.commands()[-1][:2] == ["git", "clone"]
+
+
+def test_make_serve_runs_the_script_with_the_makefiles_venv(machine: Machine) -> None:
+    tool = shutil.which("make")
+    assert tool is not None, "make runs the README's commands"
+    (machine.tools / "make").symlink_to(tool)
+    wrapper = machine.tmp / "make-serve"
+    wrapper.write_text(f'#!/bin/sh\nexec make -s -C "{REPO_ROOT}" serve VENV="$VENV" "$@"\n')
+    wrapper.chmod(0o755)
+
+    result = run_script(
+        wrapper,
+        bin_dir=machine.bin_dir,
+        tools=machine.tools,
+        log=machine.log,
+        env=machine.env(COMFYUI_URL="http://gpu-box:8188"),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.commands()[-1] == ["wan-worker", "serve"]
+    assert (machine.venv / "bin" / "python").exists()
