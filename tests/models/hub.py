@@ -43,6 +43,8 @@ class Faults:
 
     cut_at: list[int] = field(default_factory=list)
     ignore_range: bool = False
+    refuse_gets: list[int] = field(default_factory=list)
+    """Statuses the CDN answers to its next GETs (an expired link is 403), each used once."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ class HubDouble:
         file = next((f for f in self.files if f.sha256 == request.match_info["sha"]), None)
         if file is None:
             return web.Response(status=404)
+        if self.faults.refuse_gets:
+            return web.Response(status=self.faults.refuse_gets.pop(0), text="link expired")
         total = len(file.content)
         start = 0
         match = re.fullmatch(r"bytes=(\d+)-", request.headers.get("Range", ""))

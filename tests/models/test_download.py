@@ -253,3 +253,20 @@ async def test_a_partial_of_another_revision_is_not_resumed(hub: HubDouble, tmp_
     assert [s.range for s in hub.requests("cdn")] == [None]
     assert (tmp_path / "diffusion_models" / HIGH.file).read_bytes() == HIGH_BYTES
     assert _leftovers(tmp_path) == []
+
+
+async def test_an_expired_link_is_retried_with_a_fresh_one(hub: HubDouble, tmp_path: Path) -> None:
+    hub.faults = Faults(refuse_gets=[403])
+    await _downloader(hub, attempts=2).download([HIGH], tmp_path)
+    assert [s.method for s in hub.requests("hub")] == ["HEAD", "HEAD"]
+    assert len(hub.requests("cdn")) == 2
+    assert (tmp_path / "diffusion_models" / HIGH.file).read_bytes() == HIGH_BYTES
+
+
+async def test_a_refused_last_attempt_fails_and_leaves_nothing(
+    hub: HubDouble, tmp_path: Path
+) -> None:
+    hub.faults = Faults(refuse_gets=[503])
+    with pytest.raises(DownloadFailed, match="failed with HTTP 503"):
+        await _downloader(hub, attempts=1).download([HIGH], tmp_path)
+    assert _children(tmp_path) == []

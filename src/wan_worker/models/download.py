@@ -245,11 +245,13 @@ class ModelDownloader:
         """Download every planned file, one after the other; returns the final paths."""
         done: list[Path] = []
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self._read_timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
-            for index, planned in enumerate(plan.fetch, start=1):
-                await self._fetch_one(session, planned, index, len(plan.fetch))
-                done.append(planned.target)
-        _remove_empty_dirs(plan.dest / STAGING_DIR)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
+                for index, planned in enumerate(plan.fetch, start=1):
+                    await self._fetch_one(session, planned, index, len(plan.fetch))
+                    done.append(planned.target)
+        finally:
+            _remove_empty_dirs(plan.dest / STAGING_DIR)
         return done
 
     async def download(self, models: Sequence[ModelFile], dest: Path) -> DownloadPlan:
@@ -279,39 +281,63 @@ class ModelDownloader:
             if stale != planned.part:
                 stale.unlink(missing_ok=True)
         with _StagedFile(planned, hashing=remote.sha256 is not None) as staged:
+            location = remote.location
             for attempt in range(1, self._attempts + 1):
                 try:
-                    await self._stream(session, planned, staged, index, count)
+                    await self._stream(session, planned, location, staged, index=index, count=count)
                     break
                 except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
-                    if attempt == self._attempts:
-                        raise DownloadFailed(
-                            f"the connection dropped while downloading {remote.model.file} from "
-                            f"{remote.url} ({human_bytes(staged.size)} kept in {planned.part}); "
-                            "run the command again to resume",
-                            details={"file": remote.model.file, "kept_bytes": staged.size},
-                        ) from None
-                    await asyncio.sleep(self._retry_delay_s)
+                    failure = (
+                        f"the connection dropped while downloading {remote.model.file} from "
+                        f"{remote.url} ({human_bytes(staged.size)} kept in {planned.part}); "
+                        "run the command again to resume"
+                    )
+                except _LinkRefused as refused:
+                    failure = (
+                        f"downloading {remote.model.file} from {remote.url} failed with HTTP "
+                        f"{refused.status} ({human_bytes(staged.size)} kept in {planned.part}); "
+                        "run the command again to resume"
+                    )
+                if attempt == self._attempts:
+                    raise DownloadFailed(
+                        failure, details={"file": remote.model.file, "kept_bytes": staged.size}
+                    )
+                await asyncio.sleep(self._retry_delay_s)
+                location = await self._fresh_location(remote)
             self._check(planned, staged)
         planned.target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(planned.part, planned.target)
+
+    async def _fresh_location(self, remote: RemoteFile) -> str:
+        """Ask the hub again before a retry: signed CDN links expire during long downloads."""
+        fresh = await self.describe(remote.model)
+        if fresh.etag != remote.etag or fresh.size != remote.size:
+            raise DownloadFailed(
+                f"{remote.model.file} changed on the hub during the download; run the command "
+                "again to fetch the new revision",
+                details={"file": remote.model.file},
+            )
+        return fresh.location
 
     async def _stream(
         self,
         session: aiohttp.ClientSession,
         planned: PlannedFile,
+        location: str,
         staged: _StagedFile,
+        *,
         index: int,
         count: int,
     ) -> None:
-        """One GET from where the staged bytes end; a dropped connection raises aiohttp's error."""
+        """One GET from where the staged bytes end; a dropped connection raises aiohttp's error,
+        a refused (expired) link :class:`_LinkRefused`."""
         remote = planned.remote
         if remote.size is not None and staged.size >= remote.size:
             return
-        headers = self._headers(remote.location)
+        headers = self._headers(location)
         if staged.size:
             headers["Range"] = f"bytes={staged.size}-"
-        async with session.get(remote.location, headers=headers) as response:
+        async with session.get(location, headers=headers) as response:
             if response.status == 200 and staged.size:
                 staged.restart()
             elif response.status == 206:
@@ -323,6 +349,8 @@ class ModelDownloader:
                         "the command again",
                         details={"file": remote.model.file},
                     )
+            elif response.status in _RETRIED_STATUSES:
+                raise _LinkRefused(response.status)
             elif response.status != 200:
                 raise DownloadFailed(
                     f"downloading {remote.model.file} from {remote.url} failed with HTTP "
@@ -374,6 +402,18 @@ class ModelDownloader:
             self._on_progress(DownloadProgress(file, done, total, index, count))
 
 
+_RETRIED_STATUSES = frozenset({403, 408, 410, 429, 500, 502, 503, 504})
+"""Answers worth another try with a fresh link: expired signatures, throttling, server trouble."""
+
+
+class _LinkRefused(Exception):
+    """The download link answered a status worth retrying with a fresh link."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
 class _StagedFile:
     """The staging file of one download, locked against a second downloader, hashed as written."""
 
@@ -403,9 +443,12 @@ class _StagedFile:
                     self._hash.update(block)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self._out is not None:
-            self._out.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self._out is None:
+            return
+        if exc_type is not None and self.size == 0:
+            self._planned.part.unlink(missing_ok=True)
+        self._out.close()
 
     def write(self, chunk: bytes) -> None:
         assert self._out is not None
