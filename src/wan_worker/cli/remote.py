@@ -189,10 +189,12 @@ class RemoteJobs:
             return output
         if status == "FAILED":
             raise JobFailed(_error_shape(body, output if isinstance(output, dict) else {}))
-        if status == "CANCELLED":
-            raise failure("cancelled", f"job {job_id} was cancelled", job_id=job_id)
-        if status == "TIMED_OUT":
-            raise failure("timeout", f"job {job_id} ran past its time limit", job_id=job_id)
+        if status in ("CANCELLED", "TIMED_OUT"):
+            code = "cancelled" if status == "CANCELLED" else "timeout"
+            if not body.get("error"):
+                raise failure(code, f"job {job_id} ended {status}", job_id=job_id)
+            shaped = _error_shape(body, output if isinstance(output, dict) else {})
+            raise JobFailed({**shaped, "error_code": code})
         if status == "IN_PROGRESS" and isinstance(output, dict) and "percent" in output:
             on_update(
                 Update(
@@ -276,7 +278,15 @@ def _refusal(
     target: RemoteTarget, status: int, body: dict[str, Any] | None, text: str
 ) -> JobFailed:
     """A non-200 answer as a failure: the server's own error shape when it sent one."""
-    if body is not None and isinstance(body.get("error"), str):
+    said = body.get("error") if body is not None else None
+    if status in (401, 403):
+        hint = "--token or API_TOKEN" if target.label.startswith("the server") else "RUNPOD_API_KEY"
+        reason = f": {said.partition(': ')[2] or said}" if isinstance(said, str) else ""
+        return failure(
+            "unauthorized",
+            f"{target.label} refused the token (HTTP {status}{reason}); check {hint}",
+        )
+    if body is not None and isinstance(said, str):
         shaped = _error_shape(body, body)
         if status in (400, 422) and shaped["error_code"] == "server_error":
             shaped["error_code"] = "invalid_input"
@@ -284,11 +294,6 @@ def _refusal(
     if status in (400, 422):
         detail = body.get("detail") if body is not None else text[:500]
         return failure("invalid_input", f"{target.label} refused the request: {detail}")
-    if status in (401, 403):
-        hint = "API_TOKEN or --token" if target.label.startswith("the server") else "RUNPOD_API_KEY"
-        return failure(
-            "unauthorized", f"{target.label} refused the token (HTTP {status}); check {hint}"
-        )
     if status == 404:
         return failure("not_found", f"{target.label} has no such endpoint or job (HTTP 404)")
     return failure(
