@@ -72,7 +72,8 @@ class ProgressBar:
         """One line: ``sampling   step 2/4   47%  elapsed 0:03  eta 0:04`` (with a bar on a TTY)."""
         elapsed = self._clock() - self._started
         step = f"step {update.step}/{update.steps}" if update.step and update.steps else ""
-        eta = clock_text(elapsed * (100 - percent) / percent) if percent >= 1 else "?"
+        known = percent >= 1 and elapsed >= 1
+        eta = clock_text(elapsed * (100 - percent) / percent) if known else "?"
         text = (
             f"{update.stage.replace('_', ' '):<13} {step:<12} {percent:3.0f}%  "
             f"elapsed {clock_text(elapsed)}  eta {eta}"
