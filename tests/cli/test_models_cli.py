@@ -274,3 +274,11 @@ def test_progress_on_a_terminal_rewrites_one_line() -> None:
     assert text.count("\r") == 5
     assert text.endswith("100.0% (1.0 MB of 1.0 MB)\n")
     assert text.count("\n") == 1
+
+
+def test_progress_says_when_it_waits_for_another_download() -> None:
+    stream = _Stream(tty=False)
+    ProgressPrinter(stream)(DownloadProgress("a.safetensors", 0, 10, 1, 2, waiting=True))
+    assert stream.getvalue() == (
+        "[1/2] a.safetensors: another download of this file is running; waiting for it\n"
+    )

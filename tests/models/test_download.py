@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -230,18 +231,35 @@ async def test_a_missing_file_on_the_hub_names_the_url(hub: HubDouble, tmp_path:
     assert "secret-signature" not in str(err.value)
 
 
-async def test_a_second_downloader_of_the_same_file_is_refused(
+async def test_a_second_downloader_waits_then_finds_the_file_in_place(
     hub: HubDouble, tmp_path: Path
 ) -> None:
-    downloader = _downloader(hub)
+    events: list[DownloadProgress] = []
+    downloader = _downloader(hub, on_progress=events.append, lock_poll_s=0.01)
     plan = await downloader.plan([HIGH], tmp_path)
     part = plan.fetch[0].part
     part.parent.mkdir(parents=True)
     with part.open("ab") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
-        with pytest.raises(DownloadFailed, match="another download of tiny_high"):
-            await downloader.fetch(plan)
+        waiting = asyncio.create_task(downloader.fetch(plan))
+        await _until(lambda: any(e.waiting for e in events))
+        # The first downloader finishes: the file goes in place, its staging file goes away.
+        held.write(HIGH_BYTES)
+        held.flush()
+        plan.fetch[0].target.parent.mkdir(parents=True)
+        os.replace(part, plan.fetch[0].target)
+    assert await asyncio.wait_for(waiting, 30) == [plan.fetch[0].target]
     assert hub.requests("cdn") == []
+    assert plan.fetch[0].target.read_bytes() == HIGH_BYTES
+    assert not (tmp_path / STAGING_DIR).exists()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
 
 
 async def test_a_partial_of_another_revision_is_not_resumed(hub: HubDouble, tmp_path: Path) -> None:

@@ -301,6 +301,14 @@ class ProgressPrinter:
         self._open_line = False
 
     def __call__(self, event: DownloadProgress) -> None:
+        if event.waiting:
+            self.close()
+            self._stream.write(
+                f"[{event.index}/{event.count}] {event.file}: another download of this file "
+                "is running; waiting for it\n"
+            )
+            self._stream.flush()
+            return
         percent = event.percent
         step = int(percent // 10) if percent is not None else event.done_bytes // 10**9
         key = (event.file, step)

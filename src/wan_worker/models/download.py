@@ -121,6 +121,8 @@ class DownloadProgress:
     total_bytes: int | None
     index: int
     count: int
+    waiting: bool = False
+    """True while another process downloads the same file into the same place."""
 
     @property
     def percent(self) -> float | None:
@@ -156,7 +158,8 @@ class ModelDownloader:
 
     ``disk_usage`` is injectable so tests can stage a full disk; ``attempts`` bounds how many
     times one run resumes a file after a dropped connection before giving up (the partial stays,
-    and the next run resumes it).
+    and the next run resumes it). Two downloaders of one file into one root (workers starting
+    together on a shared volume) take turns: the second waits, then finds the file in place.
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class ModelDownloader:
         retry_delay_s: float = 1.0,
         chunk_bytes: int = 1 << 20,
         read_timeout_s: float = 60.0,
+        lock_poll_s: float = 2.0,
     ) -> None:
         self.settings = settings
         self._disk_usage = disk_usage
@@ -177,6 +181,7 @@ class ModelDownloader:
         self._retry_delay_s = retry_delay_s
         self._chunk_bytes = chunk_bytes
         self._read_timeout_s = read_timeout_s
+        self._lock_poll_s = lock_poll_s
 
     async def plan(self, models: Sequence[ModelFile], dest: Path) -> DownloadPlan:
         """Ask the hub about each file, skip those already in place with the right size."""
@@ -280,7 +285,18 @@ class ModelDownloader:
         for stale in planned.part.parent.glob(f"{_glob_escape(remote.model.file)}.*part"):
             if stale != planned.part:
                 stale.unlink(missing_ok=True)
-        with _StagedFile(planned, hashing=remote.sha256 is not None) as staged:
+        staged = _StagedFile(planned, hashing=remote.sha256 is not None)
+        waited = False
+        while not staged.try_open():
+            if not waited:
+                self._report(remote.model.file, 0, remote.size, index, count, waiting=True)
+                waited = True
+            await asyncio.sleep(self._lock_poll_s)
+        with staged:
+            target = planned.target
+            if waited and target.is_file() and self._complete(target.stat().st_size, remote):
+                staged.discard()
+                return
             location = remote.location
             for attempt in range(1, self._attempts + 1):
                 try:
@@ -397,9 +413,18 @@ class ModelDownloader:
             headers["Authorization"] = f"Bearer {self.settings.hf_token}"
         return headers
 
-    def _report(self, file: str, done: int, total: int | None, index: int, count: int) -> None:
+    def _report(
+        self,
+        file: str,
+        done: int,
+        total: int | None,
+        index: int,
+        count: int,
+        *,
+        waiting: bool = False,
+    ) -> None:
         if self._on_progress is not None:
-            self._on_progress(DownloadProgress(file, done, total, index, count))
+            self._on_progress(DownloadProgress(file, done, total, index, count, waiting))
 
 
 _RETRIED_STATUSES = frozenset({403, 408, 410, 429, 500, 502, 503, 504})
@@ -424,30 +449,36 @@ class _StagedFile:
         self._out: IO[bytes] | None = None
         self.size = 0
 
-    def __enter__(self) -> _StagedFile:
+    def try_open(self) -> bool:
+        """Open and lock the staging file; ``False`` while another downloader holds it."""
         out = self._planned.part.open("ab")
         try:
             fcntl.flock(out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             out.close()
-            raise DownloadFailed(
-                f"another download of {self._planned.remote.model.file} into "
-                f"{self._planned.target.parent} is running; wait for it to finish",
-                details={"file": self._planned.remote.model.file},
-            ) from None
+            return False
         self._out = out
         self.size = out.tell()
         if self._hashing and self.size:
             with self._planned.part.open("rb") as src:
                 for block in iter(lambda: src.read(1 << 20), b""):
                     self._hash.update(block)
+        return True
+
+    def __enter__(self) -> _StagedFile:
+        assert self._out is not None, "try_open() first"
         return self
+
+    def discard(self) -> None:
+        """Drop an empty staging file (another downloader finished the file meanwhile)."""
+        if self.size == 0:
+            self._planned.part.unlink(missing_ok=True)
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self._out is None:
             return
-        if exc_type is not None and self.size == 0:
-            self._planned.part.unlink(missing_ok=True)
+        if exc_type is not None:
+            self.discard()
         self._out.close()
 
     def write(self, chunk: bytes) -> None:
