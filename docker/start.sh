@@ -60,7 +60,6 @@ start_comfyui() {
     if [ -n "${COMFYUI_OUTPUT_DIR:-}" ]; then
         folders+=(--output-directory "$COMFYUI_OUTPUT_DIR")
     fi
-    write_model_paths
     say "starting ComfyUI from $COMFYUI_PATH on port $COMFYUI_PORT"
     # shellcheck disable=SC2086 # COMFYUI_ARGS is a list of extra arguments
     "${COMFYUI_PYTHON:-python}" -u "$COMFYUI_PATH/main.py" --listen 127.0.0.1 --port "$COMFYUI_PORT" \
@@ -85,8 +84,11 @@ start_comfyui() {
     export COMFYUI_OUTPUT_DIR=${COMFYUI_OUTPUT_DIR:-$COMFYUI_PATH/output}
 }
 
-if [ -n "${DOWNLOAD_MODELS:-}" ] && [ -z "${COMFYUI_URL:-}" ]; then
-    "$APP_DIR/docker/download-models.sh" "$DOWNLOAD_MODELS" "$MODELS_DIR"
+if [ -z "${COMFYUI_URL:-}" ]; then
+    if [ -n "${DOWNLOAD_MODELS:-}" ]; then
+        "$APP_DIR/docker/download-models.sh" "$DOWNLOAD_MODELS" "$MODELS_DIR"
+    fi
+    write_model_paths
 fi
 
 cd "$APP_DIR"

@@ -221,7 +221,7 @@ def test_runpod_mode_gives_up_after_the_ready_timeout_and_stops_comfyui(rig: Rig
 
 
 def test_api_mode_execs_wan_worker_serve_listening_on_every_interface(rig: Rig) -> None:
-    result = rig.run(WAN_WORKER_MODE="api")
+    result = rig.run(WAN_WORKER_MODE="api", MODELS_DIR=f"{rig.comfyui}/models")
 
     assert result.returncode == 0, result.stderr
     assert result.commands() == [["wan-worker", "serve"]]
@@ -229,13 +229,26 @@ def test_api_mode_execs_wan_worker_serve_listening_on_every_interface(rig: Rig) 
     assert serve.pid == result.pid
     assert serve.env["API_HOST"] == "0.0.0.0"
     assert serve.env["COMFYUI_PATH"] == str(rig.comfyui)
-    assert serve.env["MODELS_DIR"] == str(rig.models)
+    assert serve.env["MODELS_DIR"] == f"{rig.comfyui}/models"
+
+
+def test_api_mode_points_comfyui_at_a_models_volume_before_serving(rig: Rig) -> None:
+    result = rig.run(WAN_WORKER_MODE="api")
+
+    assert result.returncode == 0, result.stderr
+    assert [c[:2] for c in result.commands()] == [["python", "-"], ["wan-worker", "serve"]]
+    config = yaml.safe_load((rig.comfyui / "extra_model_paths.yaml").read_text())
+    assert [entry["base_path"] for entry in config.values()] == [
+        f"{rig.models}/",
+        f"{rig.comfyui}/models/",
+    ]
+    assert result.calls[-1].env["MODELS_DIR"] == str(rig.models)
 
 
 def test_api_mode_keeps_a_chosen_api_host(rig: Rig) -> None:
     result = rig.run(WAN_WORKER_MODE="api", API_HOST="127.0.0.1")
 
-    assert result.calls[0].env["API_HOST"] == "127.0.0.1"
+    assert result.calls[-1].env["API_HOST"] == "127.0.0.1"
 
 
 def test_download_models_fetches_each_mode_into_the_models_folder_before_serving(
@@ -257,6 +270,13 @@ def test_download_models_fetches_each_mode_into_the_models_folder_before_serving
             "--yes",
         ],
         ["wan-worker", "models", "download", "ti2v", "--dest", str(rig.models), "--yes"],
+        [
+            "python",
+            "-",
+            f"{rig.comfyui}/extra_model_paths.yaml",
+            str(rig.models),
+            f"{rig.comfyui}/models",
+        ],
         ["wan-worker", "serve"],
     ]
 
