@@ -214,6 +214,26 @@ def test_download_json_reports_what_was_fetched(
     assert "flf2v (lightning) needs 6 model files" in err
 
 
+def test_download_fetches_extra_catalogue_files_too(
+    hub: HubDouble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bf16 = "wan2.2_s2v_14B_bf16.safetensors"
+    args = ["models", "download", "s2v", "--file", bf16, "--dest", str(tmp_path), "--yes"]
+    assert main(args) == 0
+    assert "s2v (lightning) needs 6 model files" in capsys.readouterr().out
+    assert (tmp_path / "diffusion_models" / bf16).is_file()
+
+
+def test_an_unknown_extra_file_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["models", "download", "s2v", "--file", "nope.safetensors", "--dest", str(tmp_path)]
+    assert main(args) == 2
+    assert "nope.safetensors is not a catalogue file; --file takes one of:" in (
+        capsys.readouterr().err
+    )
+
+
 def test_download_asks_on_a_terminal_and_a_no_fetches_nothing(
     hub: HubDouble,
     tmp_path: Path,

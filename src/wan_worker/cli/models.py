@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from wan_worker.errors import WanWorkerError
+from wan_worker import catalogue
+from wan_worker.catalogue import ModelFile
+from wan_worker.errors import InvalidInput, Problem, WanWorkerError
 from wan_worker.models import (
     DownloadFailed,
     DownloadPlan,
@@ -77,6 +79,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="DIR",
         help="models root to download into (default: MODELS_DIR, /runpod-volume/models, "
         "$COMFYUI_PATH/models or ./models)",
+    )
+    download.add_argument(
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another catalogue file to fetch too, e.g. wan2.2_s2v_14B_bf16.safetensors "
+        "(repeatable)",
     )
     download.add_argument("--yes", action="store_true", help="do not ask before downloading")
     download.set_defaults(handler=run_download)
@@ -225,6 +236,7 @@ def run_download(args: argparse.Namespace) -> int:
         settings = ModelSettings.from_env(os.environ)
         preset = effective_preset(args.mode, args.preset)
         models = required_models(args.mode, preset)
+        models += [m for m in _catalogue_files(args.files) if m not in models]
     except WanWorkerError as err:
         return _fail(err, EXIT_INVALID_INPUT)
     dest: Path = args.dest or settings.models_dir
@@ -345,6 +357,21 @@ def _pairs(mode: str | None, preset: str | None) -> list[tuple[str, str]]:
     if mode is None and any((m, preset) in PRESETS for m in modes):
         return [(m, preset) for m in modes if (m, preset) in PRESETS]
     return [(m, effective_preset(m, preset)) for m in modes]
+
+
+def _catalogue_files(names: Sequence[str]) -> list[ModelFile]:
+    """Catalogue entries by file name; an unknown name is invalid input listing the known ones."""
+    found: list[ModelFile] = []
+    for name in names:
+        entry = catalogue.find(name)
+        if entry is None:
+            known = [m.file for m in catalogue.all_models()]
+            raise InvalidInput(
+                f"{name} is not a catalogue file; --file takes one of: {', '.join(known)}",
+                problems=[Problem(message="unknown model file", field="file", value=name)],
+            )
+        found.append(entry)
+    return found
 
 
 def _missing_bytes(checks: list[FileCheck]) -> int:
