@@ -166,6 +166,12 @@ def test_redaction_covers_arguments_and_exceptions_in_both_formats() -> None:
         assert "ValueError: key was [redacted]" in written
 
 
+def test_a_secret_containing_another_is_redacted_whole() -> None:
+    register_secret("abcd1234")
+    register_secret("abcd1234-longer-secret")
+    assert redact("key abcd1234-longer-secret") == f"key {REDACTED}"
+
+
 def test_configuring_twice_installs_one_handler(plain: io.StringIO) -> None:
     root = logging.getLogger()
     before = len(root.handlers)

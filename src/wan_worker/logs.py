@@ -60,7 +60,7 @@ def register_secret(value: str) -> None:
 
 def redact(text: str) -> str:
     """The text with bearer tokens, signed-URL signatures and registered secrets replaced."""
-    for secret in tuple(_known_secrets):
+    for secret in sorted(_known_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
     for pattern in _SECRET_PATTERNS:

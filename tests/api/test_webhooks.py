@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -333,6 +335,24 @@ async def test_retry_after_is_honoured_within_the_maximum(
     await sender.drain(WAIT_S)
     assert waits == [2.0, 30.0, 1.0]
     assert receiver.count("busy") == 4
+
+
+async def test_retry_after_may_be_an_http_date(
+    receiver: Receiver, make_sender: SenderFactory
+) -> None:
+    later = email.utils.formatdate(time.time() + 20, usegmt=True)
+    receiver.answer("busy", (503, {"Retry-After": later}), 200)
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    sender = await make_sender(backoff_max_s=60, sleep=record)
+    sender.submit(receiver.url("busy"), {"id": "job-1"})
+    await sender.drain(WAIT_S)
+    (wait,) = waits
+    assert 0 < wait <= 20
+    assert receiver.count("busy") == 2
 
 
 async def test_backoff_doubles_up_to_its_cap(
