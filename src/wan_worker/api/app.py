@@ -47,6 +47,11 @@ MAX_RUNSYNC_WAIT_MS = 300_000
 """RunPod's upper bound for ``/runsync?wait=``."""
 READY_PING_TIMEOUT_S = 2.0
 EVENT_KEEPALIVE_S = 15.0
+KEEP_ALIVE_S = 30
+"""Idle keep-alive connections are kept longer than clients keep theirs (aiohttp: 15 s), so a
+client never sends on a connection the server is closing."""
+GRACEFUL_SHUTDOWN_S = 5
+"""On SIGTERM, open requests (a /runsync wait, an event stream) get this long to end."""
 _HTTP_CODES = {
     401: "unauthorized",
     404: "not_found",
@@ -352,7 +357,14 @@ async def serve(
     if on_app is not None:
         on_app(app)
     config = uvicorn.Config(
-        app, host=api.host, port=api.port, log_config=None, lifespan="on", server_header=False
+        app,
+        host=api.host,
+        port=api.port,
+        log_config=None,
+        lifespan="on",
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     await uvicorn.Server(config).serve()
 

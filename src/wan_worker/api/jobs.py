@@ -105,6 +105,9 @@ class _Subscribers:
                 if not queues:
                     del self._queues[job_id]
 
+    def job_ids(self) -> set[str]:
+        return set(self._queues)
+
     def publish(self, job_id: str, event: Event) -> None:
         for queue in self._queues.get(job_id, ()):
             if queue.full() and event[0] == "progress":
@@ -240,7 +243,8 @@ class JobRunner:
 
     def purge(self) -> int:
         """Cancel every queued job; returns how many."""
-        queued = [job_id for job_id in self._streams if self._is_queued(job_id)]
+        known = set(self._streams) | self._subscribers.job_ids()
+        queued = [job_id for job_id in known if self._is_queued(job_id)]
         removed = self.store.purge_queue()
         for job_id in queued:
             record = self.store.get(job_id)
