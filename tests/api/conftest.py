@@ -30,6 +30,7 @@ from tests.service.conftest import (
     settings,
 )
 from wan_worker.api import ApiSettings, JobRunner, create_app
+from wan_worker.api.app import GRACEFUL_SHUTDOWN_S, KEEP_ALIVE_S
 from wan_worker.service import ServiceSettings, Worker
 from wan_worker.testing import ComfyUIDouble
 
@@ -137,7 +138,15 @@ async def running_api(
         comfyui_ready=comfyui_ready,
     )
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_config=None,
+            lifespan="on",
+            timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
     )
     serving = asyncio.create_task(server.serve())
     try:

@@ -4,11 +4,13 @@ ComfyUI dying under running jobs; several slots at once."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from pathlib import Path
 from typing import Any
 
 from tests.service.conftest import MapResolver
+from wan_worker.api.outputs import OutputStore
 from wan_worker.api.store import JobStore
 from wan_worker.service import ServiceSettings
 from wan_worker.testing import ComfyUIDouble
@@ -108,3 +110,29 @@ async def test_two_slots_run_two_jobs_at_once(
         comfy.faults.step_delay = 0.0
         for job_id in ids:
             assert (await api.finished(job_id))["status"] == "COMPLETED"
+
+
+async def test_the_sweep_removes_expired_job_records_and_served_outputs(
+    tmp_path: Path, settings: ServiceSettings, resolver: MapResolver
+) -> None:
+    tight = dataclasses.replace(
+        settings, delivery=dataclasses.replace(settings.delivery, inline_budget_bytes=2000)
+    )
+    config = api_settings(tmp_path)
+    async with running_api(config, tight, resolver=resolver) as api:
+        job_id = await api.run(small(1))
+        link = (await api.finished(job_id))["output"]["video"]
+        async with api.session.get(link) as response:
+            assert response.status == 200
+        api.runner.sweep()
+        assert (await api.get(f"/v2/test/status/{job_id}"))[0] == 200
+        api.runner.retention_s = 0.0
+        api.runner.outputs = OutputStore(
+            config.output_dir, ttl_s=0.0, budget_bytes=config.output_disk_budget_bytes
+        )
+        api.runner.sweep()
+        async with api.session.get(link) as response:
+            assert response.status == 404
+        code, body = await api.get(f"/v2/test/status/{job_id}")
+        assert (code, body["error_code"]) == (404, "not_found")
+        assert [p for p in config.output_dir.rglob("*") if p.is_file()] == []
