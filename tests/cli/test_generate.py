@@ -161,6 +161,23 @@ async def test_invalid_input_exits_2_naming_the_field(
     assert comfy.received_prompts == []
 
 
+async def test_an_output_that_cannot_be_written_exits_2(
+    comfy: ComfyUIDouble,
+    out_dir: Path,
+    cli_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (out_dir / "file").write_bytes(b"")
+    with no_new_files(out_dir):
+        run = await run_main(
+            ["generate", "t2v", "--comfyui", comfy.url, "-o", str(out_dir / "file" / "x.mp4")],
+            capsys,
+        )
+    assert run.status == 2
+    assert f"cannot make the folder {out_dir / 'file'}" in run.stderr
+    assert comfy.received_prompts == []
+
+
 async def test_argparse_refusals_exit_2_too(
     comfy: ComfyUIDouble, cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -231,7 +231,7 @@ def _inputs(mode: str, given: list[str], limits: InputLimits) -> dict[str, str]:
 def _destination(output: Path | None, force: bool) -> tuple[Path, Path | None]:
     """The output folder and the named file (None when the name comes from the seed)."""
     if output is None:
-        return Path.cwd(), None
+        return Path(), None
     if output.is_dir():
         return output, None
     if output.exists() and not force:
@@ -240,12 +240,25 @@ def _destination(output: Path | None, force: bool) -> tuple[Path, Path | None]:
             f"{output} exists; give another -o or --force to replace it",
             field="output",
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise failure(
+            "invalid_input",
+            f"cannot make the folder {output.parent}: {err.strerror or err}",
+            field="output",
+        ) from None
     return output.parent, output
 
 
 async def _generate(plan: Plan, bar: ProgressBar, *, json_output: bool) -> int:
-    staging = Path(tempfile.mkdtemp(prefix=".wan-worker-", dir=plan.folder))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".wan-worker-", dir=plan.folder))
+    except OSError as err:
+        return report_failure(
+            failure("invalid_input", f"cannot write in {plan.folder}: {err.strerror or err}"),
+            json_output=json_output,
+        )
     try:
         try:
             response, video = await _cancel_on_sigint(_run(plan, staging, bar))
@@ -274,7 +287,7 @@ async def _generate(plan: Plan, bar: ProgressBar, *, json_output: bool) -> int:
     result.update({k: v for k, v in response.items() if k != "video"})
     result["video_info"] = info.as_dict()
     if json_output:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         print(summary(saved, info, response))
     return EXIT_OK
@@ -426,5 +439,5 @@ def report_failure(failed: JobFailed, *, json_output: bool) -> int:
     if details.get("field") and not details.get("problems"):
         print(f"  (field: {details['field']})", file=sys.stderr)
     if json_output:
-        print(json.dumps(response, indent=2))
+        print(json.dumps(response, indent=2, ensure_ascii=False))
     return failed.exit_status
