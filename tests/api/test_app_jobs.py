@@ -313,3 +313,14 @@ async def test_a_webhook_to_a_refused_address_is_rejected_at_submission(api: Api
     assert code == 400
     assert body["error_code"] == "invalid_input"
     assert body["details"]["field"] == "webhook"
+
+
+async def test_runpods_policy_execution_timeout_sets_the_deadline(
+    api: Api, comfy: ComfyUIDouble
+) -> None:
+    comfy.faults.step_delay = 2.0
+    job_id = await api.run(small("t2v"), policy={"executionTimeout": 500})
+    status = await api.finished(job_id)
+    assert status["status"] == "TIMED_OUT", status
+    record = api.runner.store.get(job_id)
+    assert record is not None and record.input["timeout_s"] == 0.5

@@ -161,10 +161,11 @@ class JobRunner:
         """Fail the jobs a dead process left running, then start the slots; returns those ids."""
         recovered = self.store.recover(RECOVERED_REASON)
         for job_id in recovered:
-            log.warning("job %s was running when the server stopped; marked FAILED", job_id)
-            record = self.store.get(job_id)
-            if record is not None:
-                self._announce(record)
+            with job_context(job_id):
+                log.warning("job %s was running when the server stopped; marked FAILED", job_id)
+                record = self.store.get(job_id)
+                if record is not None:
+                    self._announce(record)
         self._closing = False
         self._slots = [
             asyncio.create_task(self._slot(), name=f"job-slot-{i}") for i in range(self.concurrency)
@@ -231,8 +232,9 @@ class JobRunner:
         interrupts its ComfyUI prompt); a finished job is left as it is. None if unknown."""
         record = self.store.cancel_queued(job_id)
         if record is not None:
-            log.info("job %s cancelled while queued", job_id)
-            self._announce(record)
+            with job_context(job_id):
+                log.info("job %s cancelled while queued", job_id)
+                self._announce(record)
             return record
         task = self._running.get(job_id)
         if task is not None:
@@ -258,8 +260,9 @@ class JobRunner:
         them); their prompts are abandoned. Returns their ids."""
         failed: list[str] = []
         for job_id, task in list(self._running.items()):
-            error = ComfyUIUnavailable(reason)
-            record = self._settle(job_id, "FAILED", error_response(error, job_id=job_id))
+            with job_context(job_id):
+                error = ComfyUIUnavailable(reason)
+                record = self._settle(job_id, "FAILED", error_response(error, job_id=job_id))
             if record is not None:
                 failed.append(job_id)
             task.cancel()
@@ -306,6 +309,8 @@ class JobRunner:
             self._refresh_gauges()
             try:
                 await asyncio.wait([task])
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("job %s broke the runner", record.id, exc_info=task.exception())
             finally:
                 self._running.pop(record.id, None)
                 self._cancel_requested.discard(record.id)
