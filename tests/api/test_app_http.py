@@ -4,8 +4,11 @@ readiness, RunPod's health/purge/runsync/stream routes, metrics, docs and job-ta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
+import socket
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +355,42 @@ async def test_a_url_to_a_refused_address_is_refused_at_submission(
     code, body = await api.post("/v2/test/run", {"input": job_input})
     assert code == 400, body
     assert (body["error_code"], body["details"]["field"]) == ("invalid_input", field)
+
+
+async def test_serve_runs_the_api_and_hands_the_app_over_first(
+    tmp_path: Path, settings: ServiceSettings
+) -> None:
+    from fastapi import FastAPI
+
+    from wan_worker.api import serve
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    handed: list[FastAPI] = []
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    serving = asyncio.create_task(
+        serve(api_settings(tmp_path, port=port), settings, on_app=handed.append)
+    )
+    try:
+        async with asyncio.timeout(30), aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/health") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+        [app] = handed
+        assert await app.state.runner.fail_running("nothing runs yet") == []
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    store = app.state.runner.store
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.queue_depth()  # the lifespan closed the store: the shutdown was graceful
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)

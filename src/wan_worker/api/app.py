@@ -349,8 +349,9 @@ async def serve(
     comfyui_ready: ComfyUIReady | None = None,
     on_app: Callable[[FastAPI], object] | None = None,
 ) -> None:
-    """Serve the API with uvicorn until SIGINT/SIGTERM; refuses a non-loopback host without a
-    token. ``on_app(app)`` is called once the app exists (to wire a supervisor to its runner)."""
+    """Serve the API with uvicorn until SIGINT/SIGTERM (or until cancelled: it then shuts down
+    gracefully first); refuses a non-loopback host without a token. ``on_app(app)`` is called
+    once the app exists (to wire a supervisor to its runner)."""
     api.check_exposure()
     configure_logging(level=api.log_level, json_logs=api.log_json)
     app = create_app(api, service, comfyui_ready=comfyui_ready)
@@ -366,7 +367,14 @@ async def serve(
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    await uvicorn.Server(config).serve()
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve())
+    try:
+        await asyncio.shield(serving)
+    except asyncio.CancelledError:
+        server.should_exit = True  # a cancelled serve() still shuts down gracefully
+        await serving
+        raise
 
 
 # -- request bodies ----------------------------------------------------------------------------
