@@ -15,22 +15,27 @@ ARG COMFYUI_VERSION=
 # from a volume (MODELS_DIR, /runpod-volume/models on RunPod) or DOWNLOAD_MODELS at start.
 ARG BAKE_MODELS=
 
+# Two virtual environments: ComfyUI's (PyTorch and its pinned requirements) and the service's
+# (on PATH), so neither can move a package the other depends on.
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH \
-    COMFYUI_PATH=/opt/comfyui
+    COMFYUI_PATH=/opt/comfyui \
+    COMFYUI_PYTHON=/opt/comfyui-venv/bin/python
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv git curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && python3 -m venv /opt/venv
+    && python3 -m venv /opt/venv \
+    && python3 -m venv /opt/comfyui-venv
 
 COPY scripts/comfyui-version /opt/comfyui-version
 RUN git clone --depth 1 --branch "${COMFYUI_VERSION:-$(cat /opt/comfyui-version)}" \
         "$COMFYUI_REPO" "$COMFYUI_PATH" \
-    && pip install torch torchvision torchaudio --extra-index-url "$TORCH_INDEX_URL" \
-    && pip install -r "$COMFYUI_PATH/requirements.txt"
+    && "$COMFYUI_PYTHON" -m pip install torch torchvision torchaudio \
+        --extra-index-url "$TORCH_INDEX_URL" \
+    && "$COMFYUI_PYTHON" -m pip install -r "$COMFYUI_PATH/requirements.txt"
 
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -10,8 +10,10 @@
 #   MODELS_DIR        where models are downloaded (default $COMFYUI_PATH/models)
 #   WAN_MODE          the mode whose models are downloaded (default i2v)
 #   WAN_PRESET        its preset (default lightning)
-#   VENV              the virtual environment (default ./.venv)
-#   PYTHON            the Python 3.11+ that creates it (default: the newest python3.x found)
+#   VENV              the service's virtual environment (default ./.venv)
+#   COMFYUI_VENV      ComfyUI's own one, for PyTorch and its requirements (default
+#                     $COMFYUI_PATH/.venv): two environments, so neither moves the other's packages
+#   PYTHON            the Python 3.11+ that creates them (default: the newest python3.x found)
 #   TORCH_INDEX_URL   the PyTorch wheel index (default: CUDA 13.0 wheels, as ComfyUI advises)
 #   COMFYUI_REPO      the ComfyUI git repository
 # Arguments are passed to `wan-worker serve` (e.g. --host 0.0.0.0 --port 8000).
@@ -46,12 +48,13 @@ find_python() {
 }
 
 make_venv() {
-    [ -x "$VENV/bin/python" ] && return 0
+    local venv=$1
+    [ -x "$venv/bin/python" ] && return 0
     local python
     python=$(find_python) || die "wan-worker needs Python 3.11 or newer: install it, or set PYTHON to one"
-    say "creating the virtual environment $VENV with $python"
-    "$python" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    say "creating the virtual environment $venv with $python"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
 }
 
 install_comfyui() {
@@ -64,16 +67,16 @@ install_comfyui() {
         [ "$found" = "$COMFYUI_VERSION" ] ||
             say "warning: $COMFYUI_PATH is at $found, not $COMFYUI_VERSION (the tested release); using it as it is"
     fi
-    local stamp="$VENV/.comfyui-requirements"
+    make_venv "$COMFYUI_VENV"
+    local stamp="$COMFYUI_VENV/.wan-worker-installed"
     if [ ! -f "$stamp" ] || [ "$COMFYUI_PATH/requirements.txt" -nt "$stamp" ]; then
-        say "installing PyTorch ($TORCH_INDEX_URL) and ComfyUI's requirements"
-        "$VENV/bin/python" -m pip install --quiet torch torchvision torchaudio \
+        say "installing PyTorch ($TORCH_INDEX_URL) and ComfyUI's requirements into $COMFYUI_VENV"
+        "$COMFYUI_VENV/bin/python" -m pip install --quiet torch torchvision torchaudio \
             --extra-index-url "$TORCH_INDEX_URL"
-        "$VENV/bin/python" -m pip install --quiet -r "$COMFYUI_PATH/requirements.txt"
+        "$COMFYUI_VENV/bin/python" -m pip install --quiet -r "$COMFYUI_PATH/requirements.txt"
         touch "$stamp"
-        # ComfyUI's requirements may have moved a shared dependency: settle the service's again.
-        rm -f "$VENV/.serve-installed"
     fi
+    export COMFYUI_PYTHON="$COMFYUI_VENV/bin/python"
 }
 
 install_service() {
@@ -85,17 +88,17 @@ install_service() {
     fi
 }
 
-make_venv
+make_venv "$VENV"
+install_service
 if [ -z "${COMFYUI_URL:-}" ]; then
     COMFYUI_PATH=${COMFYUI_PATH:-$ROOT/comfyui}
+    COMFYUI_VENV=${COMFYUI_VENV:-$COMFYUI_PATH/.venv}
     MODELS_DIR=${MODELS_DIR:-$COMFYUI_PATH/models}
     export COMFYUI_PATH MODELS_DIR
     install_comfyui
-    install_service
     "$VENV/bin/wan-worker" models download "$WAN_MODE" --preset "$WAN_PRESET" \
         --dest "$MODELS_DIR" --yes
 else
     say "COMFYUI_URL is set: using the ComfyUI at $COMFYUI_URL with its own models"
-    install_service
 fi
 exec "$VENV/bin/wan-worker" serve "$@"

@@ -31,6 +31,7 @@ WATCHED_ENV = (
     "COMFYUI_OUTPUT_DIR",
     "MODELS_DIR",
     "API_HOST",
+    "COMFYUI_PYTHON",
 )
 
 _TEMPLATE = """#!{python}
@@ -38,7 +39,8 @@ import json, os, sys
 NAME = {name!r}
 argv = [NAME] + sys.argv[1:]
 with open({log!r}, "a", encoding="utf-8") as out:
-    record = {{"argv": argv, "pid": os.getpid(), "cwd": os.getcwd(),
+    record = {{"argv": argv, "path": os.path.abspath(sys.argv[0]), "pid": os.getpid(),
+              "cwd": os.getcwd(),
               "env": {{k: os.environ.get(k) for k in {watched!r}}}}}
     out.write(json.dumps(record) + "\\n")
 {behaviour}
@@ -73,6 +75,8 @@ class Call:
     """One recorded call of a fake."""
 
     argv: list[str]
+    path: str
+    """Where the fake that was called lives (which virtual environment's ``python``)."""
     pid: int
     cwd: str
     env: dict[str, str | None]

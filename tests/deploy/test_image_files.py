@@ -231,3 +231,21 @@ def test_compose_runs_the_api_on_a_gpu_with_a_models_volume() -> None:
     assert service["ports"] == [f"{env['API_PORT']}:{env['API_PORT']}"]
     assert env["API_HOST"] == "0.0.0.0"
     assert env["API_TOKEN"].startswith("${API_TOKEN:?"), "compose refuses to start without one"
+
+
+def test_comfyui_and_the_service_live_in_separate_environments() -> None:
+    env = dict(
+        item.split("=", 1)
+        for ins in dockerfile()
+        if ins.keyword == "ENV"
+        for item in shlex.split(ins.args)
+    )
+    comfyui_venv = str(PurePosixPath(env["COMFYUI_PYTHON"]).parent.parent)
+    service_venv = env["PATH"].split(":")[0].removesuffix("/bin")
+    assert comfyui_venv != service_venv
+    runs = [ins.args for ins in dockerfile() if ins.keyword == "RUN"]
+    assert any(f"python3 -m venv {comfyui_venv}" in run for run in runs)
+    assert any(f"python3 -m venv {service_venv}" in run for run in runs)
+    (comfyui_install,) = [run for run in runs if "requirements.txt" in run]
+    assert comfyui_install.count('"$COMFYUI_PYTHON" -m pip install') == 2  # PyTorch, requirements
+    assert "pip install ." in runs, "the service goes into the environment on PATH"
