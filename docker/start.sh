@@ -34,7 +34,8 @@ runpod | api) ;;
     ;;
 esac
 
-# ComfyUI reads extra_model_paths.yaml beside its main.py: point it at MODELS_DIR too.
+# ComfyUI reads extra_model_paths.yaml beside its main.py: point it at MODELS_DIR too (in api
+# mode `wan-worker serve` writes its own and passes it to the ComfyUI it runs).
 write_model_paths() {
     [ "$MODELS_DIR" = "$COMFYUI_PATH/models" ] && return 0
     python - "$COMFYUI_PATH/extra_model_paths.yaml" "$MODELS_DIR" "$COMFYUI_PATH/models" <<'EOF'
@@ -60,6 +61,7 @@ start_comfyui() {
     if [ -n "${COMFYUI_OUTPUT_DIR:-}" ]; then
         folders+=(--output-directory "$COMFYUI_OUTPUT_DIR")
     fi
+    write_model_paths
     say "starting ComfyUI from $COMFYUI_PATH on port $COMFYUI_PORT"
     # shellcheck disable=SC2086 # COMFYUI_ARGS is a list of extra arguments
     "${COMFYUI_PYTHON:-python}" -u "$COMFYUI_PATH/main.py" --listen 127.0.0.1 --port "$COMFYUI_PORT" \
@@ -84,11 +86,8 @@ start_comfyui() {
     export COMFYUI_OUTPUT_DIR=${COMFYUI_OUTPUT_DIR:-$COMFYUI_PATH/output}
 }
 
-if [ -z "${COMFYUI_URL:-}" ]; then
-    if [ -n "${DOWNLOAD_MODELS:-}" ]; then
-        "$APP_DIR/docker/download-models.sh" "$DOWNLOAD_MODELS" "$MODELS_DIR"
-    fi
-    write_model_paths
+if [ -n "${DOWNLOAD_MODELS:-}" ] && [ -z "${COMFYUI_URL:-}" ]; then
+    "$APP_DIR/docker/download-models.sh" "$DOWNLOAD_MODELS" "$MODELS_DIR"
 fi
 
 cd "$APP_DIR"

@@ -232,17 +232,13 @@ def test_api_mode_execs_wan_worker_serve_listening_on_every_interface(rig: Rig) 
     assert serve.env["MODELS_DIR"] == f"{rig.comfyui}/models"
 
 
-def test_api_mode_points_comfyui_at_a_models_volume_before_serving(rig: Rig) -> None:
+def test_api_mode_leaves_the_model_paths_to_serve(rig: Rig) -> None:
     result = rig.run(WAN_WORKER_MODE="api")
 
     assert result.returncode == 0, result.stderr
-    assert [c[:2] for c in result.commands()] == [["python", "-"], ["wan-worker", "serve"]]
-    config = yaml.safe_load((rig.comfyui / "extra_model_paths.yaml").read_text())
-    assert [entry["base_path"] for entry in config.values()] == [
-        f"{rig.models}/",
-        f"{rig.comfyui}/models/",
-    ]
-    assert result.calls[-1].env["MODELS_DIR"] == str(rig.models)
+    assert result.commands() == [["wan-worker", "serve"]]
+    assert result.calls[0].env["MODELS_DIR"] == str(rig.models)
+    assert not (rig.comfyui / "extra_model_paths.yaml").exists()
 
 
 def test_api_mode_keeps_a_chosen_api_host(rig: Rig) -> None:
@@ -270,13 +266,6 @@ def test_download_models_fetches_each_mode_into_the_models_folder_before_serving
             "--yes",
         ],
         ["wan-worker", "models", "download", "ti2v", "--dest", str(rig.models), "--yes"],
-        [
-            "python",
-            "-",
-            f"{rig.comfyui}/extra_model_paths.yaml",
-            str(rig.models),
-            f"{rig.comfyui}/models",
-        ],
         ["wan-worker", "serve"],
     ]
 
