@@ -14,6 +14,7 @@ from wan_worker.managed import ManagedComfyUISettings
 def test_defaults_run_no_comfyui_and_use_this_interpreter_on_port_8188() -> None:
     settings = ManagedComfyUISettings.from_env({})
     assert settings.comfyui_path is None
+    assert not settings.managed
     assert settings.python == sys.executable
     assert settings.port == 8188
     assert settings.url == "http://127.0.0.1:8188"
@@ -49,6 +50,15 @@ def test_every_variable_is_read() -> None:
     assert settings.ready_timeout_s == 300.0
     assert settings.input_dir == Path("/data/in")
     assert settings.output_dir == Path("/data/out")
+    assert settings.managed
+
+
+def test_a_comfyui_url_means_nothing_is_managed_even_with_a_checkout() -> None:
+    settings = ManagedComfyUISettings.from_env(
+        {"COMFYUI_URL": "http://127.0.0.1:8188", "COMFYUI_PATH": "/opt/ComfyUI"}
+    )
+    assert settings.external_url == "http://127.0.0.1:8188"
+    assert not settings.managed
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from wan_worker import __version__
-from wan_worker.cli import doctor, generate, models, workflow
+from wan_worker.cli import doctor, generate, models, serve, workflow
 from wan_worker.comfy import run_graph_cli
 
 Handler = Callable[[argparse.Namespace], int]
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_graph_cli.register(commands)
     generate.register(commands)
     doctor.register(commands)
+    serve.register(commands)
     return parser
 
 

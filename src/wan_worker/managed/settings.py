@@ -25,7 +25,9 @@ class ManagedComfyUISettings:
     """Where the ComfyUI checkout is, how it is started, and how often it may be restarted."""
 
     comfyui_path: Path | None = None
-    """A ComfyUI checkout (the folder holding ``main.py``); None when ComfyUI is not managed."""
+    """A ComfyUI checkout (the folder holding ``main.py``) for the worker to run."""
+    external_url: str | None = None
+    """COMFYUI_URL when set: a ComfyUI run elsewhere is used and none is started."""
     python: str = sys.executable
     """The interpreter that runs ComfyUI (its own virtual environment, usually)."""
     port: int = 8188
@@ -50,10 +52,11 @@ class ManagedComfyUISettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ManagedComfyUISettings:
         """COMFYUI_PATH, COMFYUI_PYTHON, COMFYUI_PORT, COMFYUI_ARGS, COMFYUI_MAX_RESTARTS, and the
-        service's COMFYUI_INPUT_DIR, COMFYUI_OUTPUT_DIR and COMFYUI_READY_TIMEOUT_S."""
+        service's COMFYUI_URL, COMFYUI_INPUT_DIR, COMFYUI_OUTPUT_DIR and COMFYUI_READY_TIMEOUT_S."""
         read = EnvReader(env)
         settings = cls(
             comfyui_path=read.optional("COMFYUI_PATH", Path),
+            external_url=read.optional("COMFYUI_URL", str),
             python=read.value("COMFYUI_PYTHON", str, sys.executable),
             port=_whole(read, "COMFYUI_PORT", 8188, low=1, high=65535),
             extra_args=_extra_args(read, "COMFYUI_ARGS"),
@@ -66,7 +69,13 @@ class ManagedComfyUISettings:
         return settings
 
     @property
+    def managed(self) -> bool:
+        """Whether the worker runs ComfyUI itself: a checkout is named and no COMFYUI_URL."""
+        return self.comfyui_path is not None and self.external_url is None
+
+    @property
     def url(self) -> str:
+        """The managed ComfyUI's address."""
         return f"http://127.0.0.1:{self.port}"
 
 
