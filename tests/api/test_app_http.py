@@ -388,9 +388,8 @@ async def test_serve_runs_the_api_and_hands_the_app_over_first(
         serving.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await serving
-    store = app.state.runner.store
-    with pytest.raises(sqlite3.ProgrammingError):
-        store.queue_depth()  # the lifespan closed the store: the shutdown was graceful
         for handler in [h for h in root.handlers if h not in handlers]:
             root.removeHandler(handler)
         root.setLevel(level)
+    with pytest.raises(sqlite3.ProgrammingError):
+        app.state.runner.store.queue_depth()  # the lifespan closed the store: a graceful stop

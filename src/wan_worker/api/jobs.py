@@ -167,6 +167,7 @@ class JobRunner:
                 if record is not None:
                     self._announce(record)
         self._closing = False
+        await self.worker.comfy()  # one shared client before several slots ask for it
         self._slots = [
             asyncio.create_task(self._slot(), name=f"job-slot-{i}") for i in range(self.concurrency)
         ]
