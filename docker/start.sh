@@ -2,7 +2,8 @@
 # Container entry point. WAN_WORKER_MODE picks the front:
 #   runpod (default)  the RunPod serverless handler (handler.py), next to a ComfyUI started here
 #   api               the HTTP API (`wan-worker serve`), which starts and watches ComfyUI itself
-# With COMFYUI_URL set, that ComfyUI is used and none is started.
+# With COMFYUI_URL set, that ComfyUI is used and none is started. Arguments go to the front
+# (e.g. `start.sh --test_input '{"input": {...}}'` runs one job through the handler and exits).
 # DOWNLOAD_MODELS="i2v:lightning[,MODE[:PRESET]...]" downloads missing models first (into
 # MODELS_DIR: /runpod-volume/models when a network volume is mounted, else ComfyUI's models).
 set -euo pipefail
@@ -34,11 +35,11 @@ runpod | api) ;;
     ;;
 esac
 
-# ComfyUI reads extra_model_paths.yaml beside its main.py: point it at MODELS_DIR too (in api
-# mode `wan-worker serve` writes its own and passes it to the ComfyUI it runs).
+# ComfyUI searches MODELS_DIR too, through an extra_model_paths.yaml given on its command line
+# (in api mode `wan-worker serve` does the same for the ComfyUI it runs).
+MODEL_PATHS_FILE=${TMPDIR:-/tmp}/wan-worker-comfyui/extra_model_paths.yaml
 write_model_paths() {
-    [ "$MODELS_DIR" = "$COMFYUI_PATH/models" ] && return 0
-    python - "$COMFYUI_PATH/extra_model_paths.yaml" "$MODELS_DIR" "$COMFYUI_PATH/models" <<'EOF'
+    python - "$MODEL_PATHS_FILE" "$MODELS_DIR" <<'EOF'
 import sys
 from pathlib import Path
 
@@ -61,7 +62,10 @@ start_comfyui() {
     if [ -n "${COMFYUI_OUTPUT_DIR:-}" ]; then
         folders+=(--output-directory "$COMFYUI_OUTPUT_DIR")
     fi
-    write_model_paths
+    if [ "$MODELS_DIR" != "$COMFYUI_PATH/models" ]; then
+        write_model_paths
+        folders+=(--extra-model-paths-config "$MODEL_PATHS_FILE")
+    fi
     say "starting ComfyUI from $COMFYUI_PATH on port $COMFYUI_PORT"
     # shellcheck disable=SC2086 # COMFYUI_ARGS is a list of extra arguments
     "${COMFYUI_PYTHON:-python}" -u "$COMFYUI_PATH/main.py" --listen 127.0.0.1 --port "$COMFYUI_PORT" \
@@ -93,9 +97,9 @@ fi
 cd "$APP_DIR"
 if [ "$MODE" = api ]; then
     export API_HOST=${API_HOST:-0.0.0.0}
-    exec wan-worker serve
+    exec wan-worker serve "$@"
 fi
 if [ -z "${COMFYUI_URL:-}" ]; then
     start_comfyui
 fi
-exec python -u "$APP_DIR/handler.py"
+exec python -u "$APP_DIR/handler.py" "$@"

@@ -61,8 +61,14 @@ class Rig:
             "COMFYUI_PATH": str(self.comfyui),
             "MODELS_DIR": str(self.models),
             "FAKE_CURL_COUNTER": str(self.tmp / "curl-count"),
+            "TMPDIR": str(self.tmp),
             **extra,
         }
+
+    @property
+    def model_paths(self) -> Path:
+        """Where start.sh writes the extra_model_paths.yaml it gives ComfyUI."""
+        return self.tmp / "wan-worker-comfyui" / "extra_model_paths.yaml"
 
     def run(self, script: Path = START, *args: str, **env: str) -> Finished:
         return run_script(
@@ -120,6 +126,8 @@ def test_runpod_mode_starts_comfyui_waits_until_it_answers_then_execs_the_handle
             "--port",
             "8188",
             "--disable-auto-launch",
+            "--extra-model-paths-config",
+            str(rig.model_paths),
             "--lowvram",
             "--preview-method",
             "none",
@@ -152,16 +160,15 @@ def test_runpod_mode_starts_comfyui_waits_until_it_answers_then_execs_the_handle
     assert "ComfyUI is ready" in result.stderr
 
 
-def test_runpod_mode_points_comfyui_at_the_models_folder_and_its_own(
-    rig: Rig, comfyui_pids: list[int]
-) -> None:
+def test_runpod_mode_points_comfyui_at_the_models_folder(rig: Rig, comfyui_pids: list[int]) -> None:
     result = rig.run()
     comfyui_pids.extend(comfyui_launches(result))
 
     assert result.returncode == 0, result.stderr
-    config = yaml.safe_load((rig.comfyui / "extra_model_paths.yaml").read_text())
+    config = yaml.safe_load(rig.model_paths.read_text())
     roots = [entry["base_path"] for entry in config.values()]
-    assert roots == [f"{rig.models}/", f"{rig.comfyui}/models/"]
+    assert roots == [f"{rig.models}/"]
+    assert not (rig.comfyui / "extra_model_paths.yaml").exists(), "the checkout is not written"
     first = next(iter(config.values()))
     assert first["is_default"] is True
     assert first["diffusion_models"] == "diffusion_models/"
@@ -177,7 +184,8 @@ def test_chosen_input_and_output_folders_are_given_to_comfyui_and_the_handler(
 
     assert result.returncode == 0, result.stderr
     (launch,) = [c.argv for c in result.calls if "main.py" in " ".join(c.argv)]
-    assert launch[-4:] == ["--input-directory", str(inputs), "--output-directory", str(outputs)]
+    flags = launch[launch.index("--disable-auto-launch") + 1 :]
+    assert flags[:4] == ["--input-directory", str(inputs), "--output-directory", str(outputs)]
     handler = result.calls[-1]
     assert handler.env["COMFYUI_INPUT_DIR"] == str(inputs)
     assert handler.env["COMFYUI_OUTPUT_DIR"] == str(outputs)
@@ -188,8 +196,9 @@ def test_models_inside_comfyui_need_no_extra_paths(rig: Rig, comfyui_pids: list[
     comfyui_pids.extend(comfyui_launches(result))
 
     assert result.returncode == 0, result.stderr
-    assert not (rig.comfyui / "extra_model_paths.yaml").exists()
+    assert not rig.model_paths.exists()
     assert all(c.argv[:2] != ["python", "-"] for c in result.calls)
+    assert all("--extra-model-paths-config" not in c.argv for c in result.calls)
 
 
 def test_runpod_mode_with_comfyui_url_starts_no_comfyui(rig: Rig) -> None:
@@ -238,7 +247,7 @@ def test_api_mode_leaves_the_model_paths_to_serve(rig: Rig) -> None:
     assert result.returncode == 0, result.stderr
     assert result.commands() == [["wan-worker", "serve"]]
     assert result.calls[0].env["MODELS_DIR"] == str(rig.models)
-    assert not (rig.comfyui / "extra_model_paths.yaml").exists()
+    assert not rig.model_paths.exists()
 
 
 def test_api_mode_keeps_a_chosen_api_host(rig: Rig) -> None:
