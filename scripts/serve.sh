@@ -91,6 +91,8 @@ install_service() {
 make_venv "$VENV"
 install_service
 if [ -z "${COMFYUI_URL:-}" ]; then
+    command -v nvidia-smi >/dev/null 2>&1 ||
+        say "warning: no NVIDIA GPU found (nvidia-smi is missing): ComfyUI would run WAN 2.2 on the CPU, far too slowly"
     COMFYUI_PATH=${COMFYUI_PATH:-$ROOT/comfyui}
     COMFYUI_VENV=${COMFYUI_VENV:-$COMFYUI_PATH/.venv}
     MODELS_DIR=${MODELS_DIR:-$COMFYUI_PATH/models}

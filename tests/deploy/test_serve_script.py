@@ -103,6 +103,7 @@ def machine(tmp_path: Path) -> Machine:
     write_fake(bin_dir, "python3.12", log, FAKE_SYSTEM_PYTHON)
     write_fake(bin_dir, "python3", log, "sys.exit(1)")  # a system Python older than 3.11
     write_fake(bin_dir, "git", log, FAKE_GIT)
+    write_fake(bin_dir, "nvidia-smi", log)
     return Machine(tmp_path, bin_dir, tools_dir(tmp_path / "tools"), log)
 
 
@@ -228,4 +229,14 @@ def test_make_serve_runs_the_script_with_the_makefiles_venv(machine: Machine) ->
     )
 
     assert result.returncode == 0, result.stderr
+    assert machine.steps(result)[-1] == "venv/bin/wan-worker serve"
+
+
+def test_a_machine_without_an_nvidia_gpu_is_warned_but_still_served(machine: Machine) -> None:
+    (machine.bin_dir / "nvidia-smi").unlink()
+
+    result = machine.serve()
+
+    assert result.returncode == 0, result.stderr
+    assert "warning: no NVIDIA GPU found" in result.stderr
     assert machine.steps(result)[-1] == "venv/bin/wan-worker serve"
