@@ -281,9 +281,10 @@ async def test_a_broken_receiver_is_given_up_on_while_others_are_served(
     assert receiver.count("broken") == 3
     assert receiver.count("fine") == 1
     assert (sender.delivered, sender.failed) == (1, 1)
-    assert f"webhook to {receiver.url('broken')} failed (HTTP 500); gave up after 3" in caplog.text
-    assert "query-secret" not in caplog.text
-    assert SECRET not in caplog.text
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name == "wan_worker.api.webhooks")
+    assert f"webhook to {receiver.url('broken')} failed (HTTP 500); gave up after 3" in ours
+    assert "query-secret" not in ours
+    assert SECRET not in ours
 
 
 async def test_a_hung_receiver_does_not_hold_up_another(
