@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
 import signal
 import sys
 from pathlib import Path
@@ -104,6 +106,50 @@ async def test_plain_stdout_gets_progress_lines_then_a_summary(
         *[line for line in lines if line.startswith("  time")],
     ]
     assert probe_video(out_dir / "i2v-42.mp4").frames == 9
+
+
+async def test_a_terminal_gets_one_progress_line_redrawn_in_place(
+    comfy: ComfyUIDouble, out_dir: Path, cli_env: dict[str, str]
+) -> None:
+    leader, follower = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wan_worker.cli",
+        *("generate", "i2v", IMAGE, *SMALL, "--frames", "5", "--seed", "4"),
+        *("--comfyui", comfy.url, "-o", str(out_dir)),
+        stdout=follower,
+        stderr=asyncio.subprocess.PIPE,
+        env={**cli_env, "COLUMNS": "120"},
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:  # EIO: the process closed the terminal
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reading = asyncio.create_task(asyncio.to_thread(drain))
+    try:
+        async with asyncio.timeout(60):
+            _, stderr = await process.communicate()
+            await reading
+    finally:
+        os.close(leader)
+    text = b"".join(chunks).decode()
+
+    assert process.returncode == 0, stderr.decode()
+    progress, summary = text.split("\nsaved ", 1)
+    assert "\n" not in progress.rstrip("\r")
+    assert progress.count("\r[") >= 5
+    assert "[####################] saved" in progress
+    assert summary.startswith(str(out_dir / "i2v-4.mp4"))
 
 
 async def test_a_default_name_never_overwrites_and_an_explicit_one_needs_force(

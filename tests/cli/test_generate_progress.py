@@ -19,7 +19,7 @@ class Clock:
 
 def test_a_terminal_gets_one_line_redrawn_with_a_bar_and_an_eta() -> None:
     out, clock = io.StringIO(), Clock()
-    bar = ProgressBar(out, tty=True, clock=clock)
+    bar = ProgressBar(out, tty=True, columns=120, clock=clock)
     clock.now += 2
     bar.update(Update("sampling", 50.0, step=2, steps=4))
     clock.now += 2
@@ -28,21 +28,37 @@ def test_a_terminal_gets_one_line_redrawn_with_a_bar_and_an_eta() -> None:
 
     first, second = out.getvalue().split("\r")[1:]
     assert first == (
-        "[############............] sampling      step 2/4      50%  elapsed 0:02  eta 0:02"
+        "[##########..........] sampling      step 2/4      50%  elapsed 0:02  eta 0:02"
     )
-    assert second.startswith("[########################] done                       100%")
+    assert second.startswith("[####################] done                       100%")
     assert second.endswith("elapsed 0:04  eta 0:00\n")
     assert "\n" not in first
 
 
 def test_a_shorter_line_pads_over_the_longer_one_before_it() -> None:
     out = io.StringIO()
-    bar = ProgressBar(out, tty=True, clock=Clock())
+    bar = ProgressBar(out, tty=True, columns=120, clock=Clock())
     bar.update(Update("encoding_text", 3.0, step=10, steps=20))
     bar.update(Update("saving", 4.0))
     first, second = out.getvalue().split("\r")[1:]
     assert len(second) == len(first)
     assert "encoding text" in first
+
+
+def test_a_narrow_terminal_drops_the_bar_and_the_clock_moves_between_updates() -> None:
+    out, clock = io.StringIO(), Clock()
+    bar = ProgressBar(out, tty=True, columns=60, clock=clock)
+    bar.update(Update("sampling", 25.0, step=1, steps=4))
+    bar.update(Update("sampling", 25.0, step=1, steps=4))
+    clock.now += 61
+    bar.tick()
+
+    first, second = out.getvalue().split("\r")[1:]
+    assert first == "sampling      step 1/4      25%  elapsed 0:00  eta ?"
+    assert second == "sampling      step 1/4      25%  elapsed 1:01  eta 3:03"
+    narrow = io.StringIO()
+    ProgressBar(narrow, tty=True, columns=30, clock=clock).update(Update("decoding", 90.0))
+    assert narrow.getvalue() == "\rdecoding                    9"
 
 
 def test_plain_output_writes_a_line_only_when_something_shown_changes() -> None:

@@ -261,7 +261,7 @@ async def _generate(plan: Plan, bar: ProgressBar, *, json_output: bool) -> int:
         )
     try:
         try:
-            response, video = await _cancel_on_sigint(_run(plan, staging, bar))
+            response, video = await _cancel_on_sigint(_ticking(bar, _run(plan, staging, bar)))
             info = await asyncio.to_thread(probe_video, video)
             expected = (response.get("video_info") or {}).get("sha256")
             if expected and expected != info.sha256:
@@ -333,6 +333,22 @@ async def _in_process(
     if "error" in response:
         raise JobFailed(response)
     return response, Path(response["video"])
+
+
+async def _ticking(bar: ProgressBar, work: Awaitable[_T]) -> _T:
+    """Await ``work`` while a terminal's progress line redraws each second (a moving clock)."""
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            bar.tick()
+
+    ticker = asyncio.create_task(tick()) if bar.tty else None
+    try:
+        return await work
+    finally:
+        if ticker is not None:
+            ticker.cancel()
 
 
 class _Interrupted(Exception):

@@ -6,12 +6,13 @@ estimate of the time left (from the pace so far).
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-_BAR_CELLS = 24
+_BAR_CELLS = 20
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class ProgressBar:
     """Renders updates to ``stream``; ``tty`` decides between one redrawn line and plain lines.
 
     Plain lines are written only when the stage, the step or the whole percent changed, so a
-    log stays short.
+    log stays short. The terminal line is cut to ``columns`` (default: the terminal's width) so
+    it never wraps, and :meth:`tick` redraws it to keep the clock moving between updates.
     """
 
     def __init__(
@@ -44,23 +46,36 @@ class ProgressBar:
         stream: TextIO,
         *,
         tty: bool | None = None,
+        columns: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stream = stream
         self.tty = stream.isatty() if tty is None else tty
+        self.columns = columns or shutil.get_terminal_size().columns
         self._clock = clock
         self._started = clock()
-        self._last_key: tuple[str, int | None, int] | None = None
+        self._last: Update | None = None
         self._width = 0
 
     def update(self, update: Update) -> None:
-        percent = min(max(update.percent, 0.0), 100.0)
-        key = (update.stage, update.step, round(percent))
-        if key == self._last_key:
+        last, self._last = self._last, update
+        if last is not None and _shown(last) == _shown(update):
             return
-        self._last_key = key
+        self._draw(update)
+
+    def tick(self) -> None:
+        """Redraw the terminal line with the time now (plain output only moves on updates)."""
+        if self.tty and self._last is not None:
+            self._draw(self._last)
+
+    def _draw(self, update: Update) -> None:
+        percent = min(max(update.percent, 0.0), 100.0)
         line = self.line(update, percent)
         if self.tty:
+            filled = round(_BAR_CELLS * percent / 100)
+            with_bar = f"[{'#' * filled}{'.' * (_BAR_CELLS - filled)}] {line}"
+            fits = self.columns - 1
+            line = with_bar if len(with_bar) <= fits else line[: max(fits, 10)]
             padding = " " * max(0, self._width - len(line))
             self.stream.write(f"\r{line}{padding}")
             self._width = len(line)
@@ -69,19 +84,15 @@ class ProgressBar:
         self.stream.flush()
 
     def line(self, update: Update, percent: float) -> str:
-        """One line: ``sampling   step 2/4   47%  elapsed 0:03  eta 0:04`` (with a bar on a TTY)."""
+        """One line: ``sampling   step 2/4   47%  elapsed 0:03  eta 0:04``."""
         elapsed = self._clock() - self._started
         step = f"step {update.step}/{update.steps}" if update.step and update.steps else ""
         known = percent >= 1 and elapsed >= 1
         eta = clock_text(elapsed * (100 - percent) / percent) if known else "?"
-        text = (
+        return (
             f"{update.stage.replace('_', ' '):<13} {step:<12} {percent:3.0f}%  "
             f"elapsed {clock_text(elapsed)}  eta {eta}"
         )
-        if not self.tty:
-            return text
-        filled = round(_BAR_CELLS * percent / 100)
-        return f"[{'#' * filled}{'.' * (_BAR_CELLS - filled)}] {text}"
 
     def close(self) -> None:
         """End the redrawn line so whatever follows starts on its own line."""
@@ -89,3 +100,8 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
             self._width = 0
+
+
+def _shown(update: Update) -> tuple[str, int | None, int]:
+    """What a line shows of an update, apart from the clock."""
+    return (update.stage, update.step, round(min(max(update.percent, 0.0), 100.0)))
