@@ -278,14 +278,16 @@ async def test_a_deadline_exits_4_and_interrupts_the_prompt(
     with no_new_files(out_dir):
         run = await run_main(
             [
-                *("generate", "t2v", *SMALL, "--frames", "5", "--timeout", "1"),
+                *("generate", "t2v", *SMALL, "--frames", "5", "--timeout", "2"),
                 *("--comfyui", comfy.url, "-o", str(out_dir)),
             ],
             capsys,
         )
     assert run.status == 4
     assert "timeout:" in run.stderr
-    assert comfy.interrupts
+    # Sampling takes 20 s here: any prompt that reached ComfyUI before the deadline was
+    # interrupted (on a slow machine the deadline may pass before one is queued).
+    assert len(comfy.interrupts) == len(comfy.received_prompts)
 
 
 async def test_ctrl_c_cancels_the_prompt_and_exits_4_without_a_traceback(

@@ -209,7 +209,7 @@ async def test_a_job_past_its_deadline_on_the_server_exits_4(
     with no_new_files(out_dir):
         run = await run_main(
             [
-                *("generate", "t2v", *SMALL, "--frames", "5", "--timeout", "1"),
+                *("generate", "t2v", *SMALL, "--frames", "5", "--timeout", "2"),
                 *("--poll-interval", "0.05", "--server", server.url, "--token", TOKEN),
                 *("-o", str(out_dir)),
             ],
@@ -217,7 +217,9 @@ async def test_a_job_past_its_deadline_on_the_server_exits_4(
         )
     assert run.status == 4
     assert "timeout: " in run.stderr
-    assert server.comfy.interrupts
+    # Sampling takes 20 s here: any prompt that reached ComfyUI before the deadline was
+    # interrupted (on a slow machine the deadline may pass before one is queued).
+    assert len(server.comfy.interrupts) == len(server.comfy.received_prompts)
 
 
 async def test_ctrl_c_cancels_the_remote_job(
