@@ -17,6 +17,7 @@ from tests.cli.conftest import (
     IMAGE,
     MODE_INPUTS,
     SMALL,
+    VOICE,
     CliRun,
     names,
     no_new_files,
@@ -204,6 +205,27 @@ async def test_invalid_input_exits_2_naming_the_field(
     assert error["error_code"] == "invalid_input"
     assert error["details"]["field"] == field
     assert words in run.stderr
+    assert comfy.received_prompts == []
+
+
+async def test_an_input_over_the_cap_or_not_a_file_exits_2(
+    comfy: ComfyUIDouble,
+    out_dir: Path,
+    cli_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INPUT_MAX_AUDIO_BYTES", "1000")
+    args = ["--comfyui", comfy.url, "-o", str(out_dir), "--json"]
+    with no_new_files(out_dir):
+        too_large = await run_main(["generate", "s2v", IMAGE, VOICE, *args], capsys)
+        folder = await run_main(["generate", "i2v", str(out_dir), *args], capsys)
+
+    assert (too_large.status, folder.status) == (2, 2)
+    error = json.loads(too_large.stdout)
+    assert (error["error_code"], error["details"]["field"]) == ("input_too_large", "audio")
+    assert "over the 1000-byte cap" in too_large.stderr
+    assert f"the image file {out_dir} is not a file" in folder.stderr
     assert comfy.received_prompts == []
 
 

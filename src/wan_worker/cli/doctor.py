@@ -27,7 +27,7 @@ from wan_worker.comfy.schema import MODEL_FOLDERS, NodeSchemas, node_pack_for
 from wan_worker.errors import ComfyUIUnavailable, WanWorkerError
 from wan_worker.service import ServiceSettings
 from wan_worker.service.schema import MODE_NAMES, MODE_SLOTS, PLACEHOLDER_FILES
-from wan_worker.workflows import PRESETS, build
+from wan_worker.workflows import PRESETS, Mode, build
 
 EXIT_READY = 0
 EXIT_MISSING = 1
@@ -105,9 +105,9 @@ def run_doctor(args: argparse.Namespace) -> int:
     return EXIT_READY if report["ok"] else EXIT_MISSING
 
 
-def mode_presets(modes: list[str], preset: str | None) -> list[tuple[str, str]]:
+def mode_presets(modes: list[Mode], preset: str | None) -> list[tuple[Mode, str]]:
     """(mode, preset) pairs to check: the given preset, or every preset of each mode."""
-    pairs: list[tuple[str, str]] = [
+    pairs: list[tuple[Mode, str]] = [
         (m, p) for m in modes for (pm, p) in PRESETS if pm == m and preset in (None, p)
     ]
     lacking = [m for m in modes if not any(pm == m for pm, _ in pairs)]
@@ -116,7 +116,7 @@ def mode_presets(modes: list[str], preset: str | None) -> list[tuple[str, str]]:
     return pairs
 
 
-async def diagnose(url: str, combos: list[tuple[str, str]], output_dir: Path) -> dict[str, Any]:
+async def diagnose(url: str, combos: list[tuple[Mode, str]], output_dir: Path) -> dict[str, Any]:
     """The whole report as JSON-ready data; ``ok`` is False when anything required is missing."""
     report: dict[str, Any] = {
         "ok": False,
@@ -151,10 +151,10 @@ async def diagnose(url: str, combos: list[tuple[str, str]], output_dir: Path) ->
     return report
 
 
-def check_mode(mode: str, preset: str, schemas: NodeSchemas) -> ModeReport:
+def check_mode(mode: Mode, preset: str, schemas: NodeSchemas) -> ModeReport:
     """Build the mode's graph for ``preset`` and look up each of its nodes and model files."""
     params: dict[str, Any] = {"preset": preset}
-    for slot in MODE_SLOTS[mode]:  # type: ignore[index]
+    for slot in MODE_SLOTS[mode]:
         params[slot] = PLACEHOLDER_FILES[slot]
     if mode == "s2v":
         params["chunks"] = 1

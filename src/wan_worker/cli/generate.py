@@ -39,6 +39,7 @@ from wan_worker.errors import WanWorkerError
 from wan_worker.media import InputLimits
 from wan_worker.service import JobProgress, ServiceSettings, Worker, error_response
 from wan_worker.service.schema import MODE_NAMES, MODE_SLOTS, REQUIRED_SLOTS, Slot
+from wan_worker.workflows import Mode
 
 _T = TypeVar("_T")
 Via = Literal["comfyui", "server", "endpoint"]
@@ -178,8 +179,9 @@ def make_plan(args: argparse.Namespace, env: Mapping[str, str]) -> Plan:
         target = RemoteTarget.runpod(args.endpoint, RemoteSettings.from_env(env))
     elif args.comfyui:
         service = replace(service, comfyui_url=args.comfyui)
-    request: dict[str, Any] = {"action": args.mode}
-    request.update(_inputs(args.mode, args.inputs, service.input_limits))
+    mode: Mode = args.mode
+    request: dict[str, Any] = {"action": mode}
+    request.update(_inputs(mode, args.inputs, service.input_limits))
     for _, field, _, _ in REQUEST_FLAGS:
         if field not in _SLOT_FLAGS and getattr(args, field) is not None:
             request[field] = getattr(args, field)
@@ -187,13 +189,12 @@ def make_plan(args: argparse.Namespace, env: Mapping[str, str]) -> Plan:
         if getattr(args, field) is not None:
             request[field] = getattr(args, field)
     folder, output = _destination(args.output, args.force)
-    return Plan(args.mode, request, via, folder, output, args.force, service, target)
+    return Plan(mode, request, via, folder, output, args.force, service, target)
 
 
-def _inputs(mode: str, given: list[str], limits: InputLimits) -> dict[str, str]:
+def _inputs(mode: Mode, given: list[str], limits: InputLimits) -> dict[str, str]:
     """``<slot>_url`` for URLs, ``<slot>_base64`` for local files (read under the size caps)."""
-    slots: tuple[Slot, ...] = MODE_SLOTS[mode]  # type: ignore[index]
-    required = len(REQUIRED_SLOTS[mode])  # type: ignore[index]
+    slots, required = MODE_SLOTS[mode], len(REQUIRED_SLOTS[mode])
     if not required <= len(given) <= len(slots):
         raise failure(
             "invalid_input",
@@ -205,27 +206,28 @@ def _inputs(mode: str, given: list[str], limits: InputLimits) -> dict[str, str]:
         if value.startswith(("http://", "https://")):
             fields[f"{slot}_url"] = value
             continue
-        path = Path(value)
-        cap = limits.max_audio_bytes if slot == "audio" else limits.max_image_bytes
-        try:
-            size = path.stat().st_size
-            if not path.is_file():
-                raise IsADirectoryError(value)
-        except OSError:
-            raise failure(
-                "invalid_input",
-                f"the {slot.replace('_', ' ')} file {value} does not exist",
-                field=slot,
-            ) from None
-        if size > cap:
-            raise failure(
-                "input_too_large",
-                f"the {slot.replace('_', ' ')} file {value} is {size} bytes, over the "
-                f"{cap}-byte cap",
-                field=slot,
-            )
-        fields[f"{slot}_base64"] = base64.b64encode(path.read_bytes()).decode("ascii")
+        fields[f"{slot}_base64"] = _read_input(slot, Path(value), limits)
     return fields
+
+
+def _read_input(slot: Slot, path: Path, limits: InputLimits) -> str:
+    """A local input file as base64, refused when missing, unreadable or over its cap."""
+    what = f"the {slot.replace('_', ' ')} file {path}"
+    cap = limits.max_audio_bytes if slot == "audio" else limits.max_image_bytes
+    if not path.is_file():
+        reason = "is not a file" if path.exists() else "does not exist"
+        raise failure("invalid_input", f"{what} {reason}", field=slot)
+    size = path.stat().st_size
+    if size > cap:
+        raise failure(
+            "input_too_large", f"{what} is {size} bytes, over the {cap}-byte cap", field=slot
+        )
+    try:
+        return base64.b64encode(path.read_bytes()).decode("ascii")
+    except OSError as err:
+        raise failure(
+            "invalid_input", f"{what} cannot be read: {err.strerror or err}", field=slot
+        ) from None
 
 
 def _destination(output: Path | None, force: bool) -> tuple[Path, Path | None]:
