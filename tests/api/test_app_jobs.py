@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from tests.service.conftest import FileServer, MapResolver, b64, png_bytes, wav_bytes
+from wan_worker.api.store import JobStore
 from wan_worker.api.webhooks import SIGNATURE_HEADER, verify
 from wan_worker.service import ServiceSettings
 from wan_worker.testing import ComfyUIDouble
@@ -324,3 +325,26 @@ async def test_runpods_policy_execution_timeout_sets_the_deadline(
     assert status["status"] == "TIMED_OUT", status
     record = api.runner.store.get(job_id)
     assert record is not None and record.input["timeout_s"] == 0.5
+
+
+async def test_a_job_failed_by_a_restart_calls_its_webhook(
+    tmp_path: Path, settings: ServiceSettings, resolver: MapResolver, receiver: Receiver
+) -> None:
+    limits = dataclasses.replace(
+        settings.input_limits,
+        allowed_origins=(*settings.input_limits.allowed_origins, receiver.origin),
+    )
+    service = dataclasses.replace(settings, input_limits=limits)
+    config = api_settings(tmp_path)
+    crashed = JobStore(config.job_db_path)
+    crashed.add("lost-job", small("t2v"), webhook=f"{receiver.origin}/hook")
+    crashed.claim_next()
+    crashed.close()
+    async with running_api(config, service, resolver=resolver):
+        async with asyncio.timeout(30):
+            await receiver.arrived.wait()
+    [(body, signature)] = receiver.received
+    assert signature is None  # no WEBHOOK_SECRET: unsigned
+    payload = json.loads(body)
+    assert (payload["id"], payload["status"]) == ("lost-job", "FAILED")
+    assert payload["output"]["error_code"] == "execution_failed"
