@@ -173,6 +173,9 @@ async def test_a_crash_fails_the_running_job_and_later_jobs_complete_on_the_rest
         doomed = await serve.run(small_t2v(2))
         running = await serve.until(doomed, lambda s: "step" in s.get("output", {}))
         assert running["status"] == "IN_PROGRESS", running
+        comfyui = f"http://127.0.0.1:{managed_env['COMFYUI_PORT']}"
+        async with serve.session.get(f"{comfyui}/queue") as answer:
+            assert len((await answer.json())["queue_running"]) == 1, "sampling in ComfyUI"
         set_control(checkout)
         crashed = starts(checkout)[-1]["pid"]
         os.kill(crashed, signal.SIGKILL)
