@@ -33,7 +33,8 @@ RUNPOD_BASE_URL = "https://api.runpod.ai/v2"
 SERVER_ENDPOINT_ID = "wan-worker"
 """The endpoint id the CLI uses on the self-hosted API when the URL names none."""
 _CHUNK = 1 << 20
-_STATUS_RETRIES = 5
+_STATUS_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+"""Pauses between attempts to read a job's status while the server cannot be reached."""
 
 
 @dataclass(frozen=True)
@@ -130,16 +131,15 @@ class RemoteJobs:
 
     async def status(self, job_id: str) -> dict[str, Any]:
         """``GET /status/{id}``, retried a few times over a shaky connection."""
-        delay = 0.2
-        for attempt in range(_STATUS_RETRIES):
+        url = self.target.url("status", job_id)
+        for delay in _STATUS_RETRY_DELAYS_S:
             try:
-                return await self._call("GET", self.target.url("status", job_id))
+                return await self._call("GET", url)
             except JobFailed as err:
-                if err.error_code != "unreachable" or attempt == _STATUS_RETRIES - 1:
+                if err.error_code != "unreachable":
                     raise
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-        raise AssertionError("unreachable")
+        return await self._call("GET", url)
 
     async def cancel(self, job_id: str) -> None:
         """``POST /cancel/{id}``; failures are logged, the caller is leaving anyway."""
@@ -148,30 +148,15 @@ class RemoteJobs:
         except JobFailed as err:
             log.warning("cancelling job %s on %s failed: %s", job_id, self.target.label, err)
 
-    async def follow(
-        self,
-        job_id: str,
-        *,
-        on_update: Callable[[Update], None],
-        wait_s: float | None = None,
-    ) -> dict[str, Any]:
+    async def follow(self, job_id: str, *, on_update: Callable[[Update], None]) -> dict[str, Any]:
         """Poll until the job ends: its response, or JobFailed. Cancelling cancels the job."""
         try:
-            async with asyncio.timeout(wait_s):
-                while True:
-                    body = await self.status(job_id)
-                    response = self._finished(job_id, body, on_update)
-                    if response is not None:
-                        return response
-                    await asyncio.sleep(self.poll_interval_s)
-        except TimeoutError:
-            await self.cancel(job_id)
-            raise failure(
-                "timeout",
-                f"job {job_id} on {self.target.label} did not finish within {wait_s:g} s; "
-                "it was cancelled",
-                job_id=job_id,
-            ) from None
+            while True:
+                body = await self.status(job_id)
+                response = self._finished(job_id, body, on_update)
+                if response is not None:
+                    return response
+                await asyncio.sleep(self.poll_interval_s)
         except asyncio.CancelledError:
             await asyncio.shield(self.cancel(job_id))
             raise
