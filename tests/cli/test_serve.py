@@ -9,6 +9,7 @@ import base64
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -270,6 +271,18 @@ def test_bad_settings_exit_2_naming_the_variable_before_comfyui_starts(
     exposed = run_serve({**managed_env, "API_HOST": "0.0.0.0"})
     assert exposed.returncode == 2
     assert "API_TOKEN" in exposed.stderr
+    assert starts(checkout) == []
+
+
+def test_a_busy_comfyui_port_stops_serve_with_exit_2_naming_it(
+    managed_env: dict[str, str], checkout: Path
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(managed_env["COMFYUI_PORT"])))
+        squatter.listen()
+        done = run_serve(managed_env)
+    assert done.returncode == 2
+    assert f"port {managed_env['COMFYUI_PORT']} on 127.0.0.1 is already in use" in done.stderr
     assert starts(checkout) == []
 
 

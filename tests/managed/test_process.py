@@ -198,6 +198,19 @@ async def test_start_raises_when_the_first_start_never_succeeds(
     assert len(starts(checkout)) == 1
 
 
+async def test_a_python_that_cannot_be_run_is_reported_as_the_reason(
+    managed: ManagedComfyUISettings, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-venv" / "bin" / "python")
+    process = ComfyUIProcess(dataclasses.replace(managed, python=missing, max_restarts=0))
+
+    with pytest.raises(ComfyUIUnavailable, match="could not be started with") as caught:
+        await process.start()
+
+    assert missing in caught.value.message
+    assert process.starts == 0
+
+
 async def test_a_comfyui_that_never_answers_is_ended_after_the_ready_timeout(
     comfyui: ComfyUIProcess, crashes: Crashes, checkout: Path
 ) -> None:
