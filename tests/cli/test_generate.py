@@ -186,6 +186,7 @@ async def test_a_default_name_never_overwrites_and_an_explicit_one_needs_force(
         (["i2v"], "inputs", "i2v takes IMAGE"),
         (["t2v", "--frames", "0"], "frames", "greater than or equal to 1"),
         (["flf2v", IMAGE, IMAGE, "--preset", "turbo"], "preset", "preset"),
+        (["t2v", "--poll-interval", "0"], "poll_interval", "more than 0 seconds"),
     ],
 )
 async def test_invalid_input_exits_2_naming_the_field(

@@ -145,6 +145,7 @@ class Plan:
     force: bool
     service: ServiceSettings
     target: RemoteTarget | None
+    poll_interval_s: float = 0.5
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -168,6 +169,10 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def make_plan(args: argparse.Namespace, env: Mapping[str, str]) -> Plan:
     """Check the arguments and read the inputs into a request; JobFailed (exit 2) if wrong."""
+    if args.poll_interval <= 0:
+        raise failure(
+            "invalid_input", "--poll-interval must be more than 0 seconds", field="poll_interval"
+        )
     service = ServiceSettings.from_env(env)
     via: Via = "server" if args.server else "endpoint" if args.endpoint else "comfyui"
     target = None
@@ -189,7 +194,7 @@ def make_plan(args: argparse.Namespace, env: Mapping[str, str]) -> Plan:
         if getattr(args, field) is not None:
             request[field] = getattr(args, field)
     folder, output = _destination(args.output, args.force)
-    return Plan(mode, request, via, folder, output, args.force, service, target)
+    return Plan(mode, request, via, folder, output, args.force, service, target, args.poll_interval)
 
 
 def _inputs(mode: Mode, given: list[str], limits: InputLimits) -> dict[str, str]:
@@ -274,6 +279,9 @@ async def _generate(plan: Plan, bar: ProgressBar, *, json_output: bool) -> int:
         except JobFailed as failed:
             bar.close()
             return report_failure(failed, json_output=json_output)
+        except WanWorkerError as err:
+            bar.close()
+            return report_failure(JobFailed(error_response(err)), json_output=json_output)
         except _Interrupted:
             bar.close()
             where = "ComfyUI prompt" if plan.via == "comfyui" else "remote job"
@@ -301,7 +309,7 @@ async def _run(plan: Plan, staging: Path, bar: ProgressBar) -> tuple[dict[str, A
         return await _in_process(plan, staging, bar.update)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        jobs = RemoteJobs(plan.target, session)
+        jobs = RemoteJobs(plan.target, session, poll_interval_s=plan.poll_interval_s)
         job_id = await jobs.submit(plan.request)
         bar.update(Update("queued", 0.0))
         response = await jobs.follow(job_id, on_update=bar.update)
