@@ -172,8 +172,8 @@ def create_app(
     _install_error_handlers(app)
     _install_openapi(app)
 
-    def authorize(request: Request) -> None:
-        if api.token is None:
+    async def authorize(request: Request) -> None:
+        if not api.token:
             return
         given = request.headers.get("authorization", "").strip()
         if given[:7].lower() == "bearer ":
