@@ -89,12 +89,27 @@ async def test_outputs_are_the_files_comfyui_wrote(
     (audio,) = result.outputs
     assert (audio.node_id, audio.source.subfolder, audio.source.type) == (
         "save_audio",
-        "audio",
+        f"wan-worker/{result.job_id}/audio",
         "output",
     )
     if server.output_dir is not None:
-        written = server.output_dir / "audio" / audio.filename
+        written = server.output_dir / audio.source.subfolder / audio.filename
         assert written.read_bytes() == audio.path.read_bytes()
+
+
+async def test_the_same_graph_twice_saves_a_fresh_file_each_time(
+    server: Server, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """ComfyUI caches an identical graph; the per-job output prefix makes its save node run."""
+    async with server.client() as comfy:
+        results = []
+        for _ in range(2):
+            result = await comfy.run_prompt(
+                audio_graph(), output_dir=tmp_path / "out", uploads={"tone.wav": inputs["tone.wav"]}
+            )
+            results.append(result.outputs[0].sha256)
+            await comfy.cleanup(result)
+    assert results[0] == results[1]
 
 
 async def test_run_result_records_the_prompt_and_the_time_of_each_stage(

@@ -423,3 +423,16 @@ async def test_every_log_line_of_a_job_carries_its_id(
     records = [json.loads(line) for line in lines.getvalue().splitlines()]
     assert len(records) >= 2, "the failed job logged too little"
     assert {record["job_id"] for record in records} == {"job-77"}, records
+
+
+async def test_the_same_request_twice_gives_the_same_video_twice(
+    handler: Handler, settings: ServiceSettings, double: ComfyUIDouble
+) -> None:
+    """ComfyUI caches an identical graph; each job still gets its own freshly saved file."""
+    request = {"action": "t2v", "width": 64, "height": 64, "frames": 5, "seed": 7}
+    first = await handler(job(**request))
+    second = await handler(job(**request))
+    assert "error" not in first, first
+    assert "error" not in second, second
+    assert first["video_info"]["sha256"] == second["video_info"]["sha256"]
+    assert_clean(settings, double)

@@ -36,6 +36,7 @@ from wan_worker.comfy.inputs import (
     check_job_id,
     job_subfolder,
     point_inputs,
+    prefix_outputs,
     upload_name,
 )
 from wan_worker.comfy.outputs import OutputFile, OutputRef, download, find_outputs, local_name
@@ -520,7 +521,7 @@ class ComfyClient:
         began = time.monotonic()
         job.uploaded = bool(uploads)
         names = await self.upload_inputs(job.job_id, uploads)
-        ready = point_inputs(graph, names) if names else dict(graph)
+        ready = prefix_outputs(point_inputs(graph, names) if names else graph, job.job_id)
         uploaded_at = time.monotonic()
         if preflight:
             await self.preflight(ready, uploaded=names.values(), model_source=model_source)
@@ -654,7 +655,7 @@ class ComfyClient:
             await self.abandon(job.prompt_id)
         for path in job.downloads:
             path.unlink(missing_ok=True)
-        if job.uploaded and not self.keep_files:
+        if not self.keep_files:
             await asyncio.to_thread(self._remove_server_files, job.job_id, [])
 
     def _remove_server_files(self, job_id: str, outputs: list[OutputRef]) -> None:
@@ -670,6 +671,9 @@ class ComfyClient:
                 path = (root / ref.subfolder / ref.filename).resolve()
                 if path.is_relative_to(root):
                     path.unlink(missing_ok=True)
+            folder = root / UPLOAD_ROOT / job_id
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _existing_names(folder: Path) -> set[str]:

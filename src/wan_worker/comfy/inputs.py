@@ -64,6 +64,23 @@ def upload_name(name: str, source: PurePath, taken: set[str]) -> str:
     return candidate
 
 
+def prefix_outputs(graph: Mapping[str, Any], job_id: str) -> dict[str, Any]:
+    """A copy of ``graph`` whose save nodes write under ``wan-worker/<job_id>/`` in output/.
+
+    Every string ``filename_prefix`` gets the job's subfolder in front. Jobs then never share an
+    output file, and an identical graph sent again still saves a fresh file: ComfyUI reuses its
+    cached results up to the save node, whose changed prefix makes it run (and write) again,
+    where the old output may already have been removed by the previous job's cleanup.
+    """
+    result: dict[str, Any] = copy.deepcopy(dict(graph))
+    folder = job_subfolder(job_id)
+    for node in result.values():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if isinstance(inputs, dict) and isinstance(inputs.get("filename_prefix"), str):
+            inputs["filename_prefix"] = f"{folder}/{inputs['filename_prefix'].lstrip('/')}"
+    return result
+
+
 def point_inputs(graph: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     """A copy of ``graph`` whose loader inputs equal to a key of ``names`` use its value.
 

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from wan_worker.errors import ComfyUIUnavailable
+from wan_worker.errors import ComfyUIUnavailable, OutputMissing
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,12 @@ class ComfyHttp:
                 body = (await resp.text(errors="replace"))[:_BODY_SNIPPET]
                 resp.release()
                 reason = f"HTTP {resp.status}: {body}"
+                if resp.status == 404:
+                    raise OutputMissing(
+                        f"ComfyUI reported an output it no longer has (GET {path} answered 404 "
+                        f"for {dict(params)})",
+                        details={"call": f"GET {path}", "params": dict(params)},
+                    )
                 if resp.status < 500:
                     raise self.unavailable("GET", path, reason)
             if attempt >= len(delays):
