@@ -13,11 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks handler.py
-	$(BIN)/ruff format --check src tests benchmarks handler.py
+	$(BIN)/ruff check src tests benchmarks scripts handler.py
+	$(BIN)/ruff format --check src tests benchmarks scripts handler.py
 
 types: $(STAMP)
-	$(BIN)/mypy src tests benchmarks handler.py
+	$(BIN)/mypy src tests benchmarks scripts handler.py
 
 unit: $(STAMP)
 	$(BIN)/pytest -q

@@ -161,3 +161,17 @@ class UploadFailed(WanWorkerError):
     """The finished video could not be uploaded; it is kept on disk."""
 
     code = "upload_failed"
+
+
+@_register
+class DownloadFailed(WanWorkerError):
+    """A model file could not be fetched, or what arrived was not the file the hub describes."""
+
+    code = "download_failed"
+
+
+@_register
+class NotEnoughSpace(DownloadFailed):
+    """The destination's disk cannot hold the download; refused before any byte is fetched."""
+
+    code = "not_enough_space"

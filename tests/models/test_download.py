@@ -13,15 +13,9 @@ import pytest
 
 from tests.models.hub import Faults, HubDouble, HubFile
 from wan_worker.catalogue import ModelFile
+from wan_worker.errors import DownloadFailed, NotEnoughSpace
 from wan_worker.models import ModelSettings
-from wan_worker.models.download import (
-    STAGING_DIR,
-    DiskUsage,
-    DownloadFailed,
-    DownloadProgress,
-    ModelDownloader,
-    NotEnoughSpace,
-)
+from wan_worker.models.download import STAGING_DIR, DiskUsage, DownloadProgress, ModelDownloader
 
 REPO = "Test-Org/Wan_Test"
 TOKEN = "hf_test_token"

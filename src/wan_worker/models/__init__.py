@@ -7,13 +7,12 @@ reports what is present, missing or the wrong size.
 
 from __future__ import annotations
 
+from wan_worker.errors import DownloadFailed, NotEnoughSpace
 from wan_worker.models.download import (
     DiskUsage,
-    DownloadFailed,
     DownloadPlan,
     DownloadProgress,
     ModelDownloader,
-    NotEnoughSpace,
     human_bytes,
 )
 from wan_worker.models.paths import (

@@ -25,7 +25,7 @@ import aiohttp
 from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
 from wan_worker.catalogue import ModelFile
-from wan_worker.errors import WanWorkerError
+from wan_worker.errors import DownloadFailed, NotEnoughSpace
 from wan_worker.models.paths import model_path
 from wan_worker.models.settings import ModelSettings
 
@@ -36,18 +36,6 @@ APPROX_TOLERANCE = 0.01
 """How far a size may stray from the catalogue's rounded ``approx_bytes`` (1 %)."""
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class DownloadFailed(WanWorkerError):
-    """A model file could not be fetched, or what arrived was not the file the hub describes."""
-
-    code = "download_failed"
-
-
-class NotEnoughSpace(DownloadFailed):
-    """The destination's disk cannot hold the download; refused before any byte is fetched."""
-
-    code = "not_enough_space"
 
 
 class DiskUsage(NamedTuple):
