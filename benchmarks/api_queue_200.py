@@ -30,19 +30,9 @@ from wan_worker.api.app import KEEP_ALIVE_S
 from wan_worker.delivery import DeliveryConfig
 from wan_worker.service import ServiceSettings
 from wan_worker.testing import ComfyUIDouble
+from wan_worker.testing.memory import reset_peak_rss, rss_kib
 
 TOKEN = "benchmark-token"
-
-
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _reset_peak_rss() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
 
 
 def _job(seed: int) -> dict[str, Any]:
@@ -110,8 +100,8 @@ async def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
                 async with session.post(f"{base}/v2/bench/runsync", json=_job(0)) as response:
                     warm = await response.json()
                 assert warm["status"] == "COMPLETED", warm
-                _reset_peak_rss()
-                rss_before = _rss_kib("VmHWM")
+                reset_peak_rss()
+                rss_before = rss_kib("VmHWM")
 
                 async def submit(seed: int) -> str:
                     async with session.post(f"{base}/v2/bench/run", json=_job(seed)) as response:
@@ -124,7 +114,7 @@ async def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
                 submitted = time.perf_counter()
                 health = await _wait_all_finished(session, base, args.jobs + 1)
                 finished = time.perf_counter()
-                rss_after = _rss_kib("VmHWM")
+                rss_after = rss_kib("VmHWM")
 
                 statuses: dict[str, int] = {}
                 videos = 0

@@ -30,6 +30,7 @@ from typing import Any
 from wan_worker.comfy import ComfyClient, OutputRef
 from wan_worker.comfy.outputs import download
 from wan_worker.testing.comfyui_double import ComfyUIDouble
+from wan_worker.testing.memory import reset_peak_rss, rss_kib
 from wan_worker.workflows.graph import ApiGraph, Graph
 
 
@@ -58,17 +59,6 @@ def _tone(path: Path) -> None:
 def _server_execution_s(entry: dict[str, Any]) -> float:
     stamps = {kind: data.get("timestamp") for kind, data in entry["status"]["messages"]}
     return float(stamps["execution_success"] - stamps["execution_start"]) / 1000
-
-
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _reset_peak_rss() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
 
 
 async def overhead(root: Path, jobs: int, *, preflight: bool) -> dict[str, float]:
@@ -119,15 +109,15 @@ async def big_fetch(root: Path, megabytes: int) -> dict[str, float]:
             for _ in range(megabytes):
                 sink.write(block)
         ref = OutputRef("9", "video", source.name, "video", "output")
-        _reset_peak_rss()
-        before = _rss_kib("VmHWM")
+        reset_peak_rss()
+        before = rss_kib("VmHWM")
         tracemalloc.start()
         began = time.perf_counter()
         fetched = await download(comfy.http, ref, root / "fetched" / source.name)
         seconds = time.perf_counter() - began
         _, traced_peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        after = _rss_kib("VmHWM")
+        after = rss_kib("VmHWM")
         assert fetched.size == megabytes * 1024 * 1024
     return {
         "seconds": seconds,

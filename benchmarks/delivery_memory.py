@@ -37,6 +37,7 @@ from wan_worker.delivery import (
     probe_video,
 )
 from wan_worker.errors import UploadFailed
+from wan_worker.testing.memory import reset_peak_rss, rss_kib
 
 MIB = 1024 * 1024
 
@@ -58,21 +59,6 @@ def write_noise_video(path: Path, megabytes: int) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-
-
-def rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 async def measure(name: str, work: Callable[[], Awaitable[Any]]) -> Any:

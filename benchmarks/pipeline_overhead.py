@@ -35,6 +35,7 @@ from wan_worker import catalogue
 from wan_worker.delivery import DeliveryConfig
 from wan_worker.service import ServiceSettings, Worker
 from wan_worker.testing import ComfyUIDouble
+from wan_worker.testing.memory import reset_peak_rss, rss_kib
 
 Endpoint = tuple[str, Path, Path]
 """The double's URL, input folder and output folder."""
@@ -54,17 +55,6 @@ def _models() -> dict[str, list[str]]:
     for model in catalogue.all_models():
         models.setdefault(model.folder, []).append(model.file)
     return models
-
-
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _reset_peak_rss() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
 
 
 def _server_execution_s(entry: dict[str, Any]) -> float:
@@ -143,7 +133,7 @@ async def run(root: Path, args: argparse.Namespace) -> tuple[list[dict[str, floa
                 entry = await comfy.history(response["prompt_id"])
                 assert entry is not None
                 if index == 0:
-                    _reset_peak_rss()  # the first job opens the websocket, fetches /object_info
+                    reset_peak_rss()  # the first job opens the websocket, fetches /object_info
                     continue
                 executed = _server_execution_s(entry)
                 video_bytes = response["video_info"]["bytes"]
@@ -179,7 +169,7 @@ async def main() -> None:
     for key in rows[0]:
         values = [row[key] * 1000 for row in rows]
         print(f"  {key:18} {statistics.median(values):8.1f} {_p95(values):8.1f}")
-    peak, end = _rss_kib("VmHWM") / 1024, _rss_kib("VmRSS") / 1024
+    peak, end = rss_kib("VmHWM") / 1024, rss_kib("VmRSS") / 1024
     print(f"  this process: peak RSS (VmHWM) {peak:.1f} MiB, RSS at the end {end:.1f} MiB")
 
 
