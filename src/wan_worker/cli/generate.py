@@ -33,7 +33,7 @@ import aiohttp
 from wan_worker.cli.outcome import EXIT_OK, JobFailed, failure
 from wan_worker.cli.progress_bar import ProgressBar, Update
 from wan_worker.cli.remote import RemoteJobs, RemoteSettings, RemoteTarget
-from wan_worker.cli.workflow import REQUEST_FLAGS, parse_lora
+from wan_worker.cli.workflow import REQUEST_FLAGS, add_request_flags
 from wan_worker.delivery import VideoInfo, probe_video
 from wan_worker.errors import WanWorkerError
 from wan_worker.media import InputLimits
@@ -78,18 +78,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("mode", choices=list(MODE_NAMES))
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="see 'inputs' below")
     request = parser.add_argument_group("request (as 'wan-worker workflow')")
-    for flag, field, kind, text in REQUEST_FLAGS:
-        if field not in _SLOT_FLAGS:
-            request.add_argument(flag, dest=field, type=kind, help=text, default=None)
-    request.add_argument(
-        "--lora",
-        dest="loras",
-        action="append",
-        type=parse_lora,
-        default=None,
-        metavar="FILE:STRENGTH[:high|low|both]",
-        help="a user LoRA, after the preset's (repeatable)",
-    )
+    add_request_flags(request, skip=_SLOT_FLAGS)
     request.add_argument(
         "--use-lora",
         dest="use_lora",

@@ -50,9 +50,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Print the API graph of a WAN 2.2 mode on stdout, ready for ComfyUI.",
     )
     wf.add_argument("mode", choices=list(MODES))
+    add_request_flags(wf)
+    wf.set_defaults(handler=run_workflow)
+
+
+def add_request_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, skip: frozenset[str] = frozenset()
+) -> None:
+    """One flag per workflow request field (except those in ``skip``), and ``--lora``."""
     for flag, field, kind, text in REQUEST_FLAGS:
-        wf.add_argument(flag, dest=field, type=kind, help=text, default=None)
-    wf.add_argument(
+        if field not in skip:
+            parser.add_argument(flag, dest=field, type=kind, help=text, default=None)
+    parser.add_argument(
         "--lora",
         dest="loras",
         action="append",
@@ -61,7 +70,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="FILE:STRENGTH[:high|low|both]",
         help="a user LoRA, after the preset's (repeatable)",
     )
-    wf.set_defaults(handler=run_workflow)
 
 
 def parse_lora(text: str) -> dict[str, Any]:
