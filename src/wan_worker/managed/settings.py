@@ -58,12 +58,12 @@ class ManagedComfyUISettings:
             comfyui_path=read.optional("COMFYUI_PATH", Path),
             external_url=read.optional("COMFYUI_URL", str),
             python=read.value("COMFYUI_PYTHON", str, sys.executable),
-            port=_whole(read, "COMFYUI_PORT", 8188, low=1, high=65535),
+            port=read.whole("COMFYUI_PORT", 8188, low=1, high=65535),
             extra_args=_extra_args(read, "COMFYUI_ARGS"),
             input_dir=read.optional("COMFYUI_INPUT_DIR", Path),
             output_dir=read.optional("COMFYUI_OUTPUT_DIR", Path),
             ready_timeout_s=read.positive("COMFYUI_READY_TIMEOUT_S", 120.0),
-            max_restarts=_whole(read, "COMFYUI_MAX_RESTARTS", 5, low=0, high=1000),
+            max_restarts=read.whole("COMFYUI_MAX_RESTARTS", 5, low=0, high=1000),
         )
         read.raise_if_any()
         return settings
@@ -77,24 +77,6 @@ class ManagedComfyUISettings:
     def url(self) -> str:
         """The managed ComfyUI's address."""
         return f"http://127.0.0.1:{self.port}"
-
-
-def _whole(read: EnvReader, name: str, default: int, *, low: int, high: int) -> int:
-    raw = read.env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        read.problems.append(
-            Problem(
-                message=f"{name} must be a whole number from {low} to {high}", field=name, value=raw
-            )
-        )
-        return default
-    return value
 
 
 def _extra_args(read: EnvReader, name: str) -> tuple[str, ...]:

@@ -143,6 +143,23 @@ class EnvReader:
             return default
         return value
 
+    def whole(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
+        """A whole number from ``low`` to ``high`` (no upper bound when None)."""
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            limits = f"from {low} to {high}" if high is not None else f">= {low}"
+            self.problems.append(
+                Problem(message=f"{name} must be a whole number {limits}", field=name, value=raw)
+            )
+            return default
+        return value
+
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
         """One of ``choices`` (matched without regard to case)."""
         raw = self.env.get(name, "").strip()
