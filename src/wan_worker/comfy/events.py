@@ -106,7 +106,9 @@ class EventStream:
         """Wait up to ``timeout_s`` for the websocket to be up; True when it is."""
         self.start()
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout_s)
+            # Not wait_for: on Python 3.11 it swallows a cancel that lands as the event is set.
+            async with asyncio.timeout(timeout_s):
+                await self._connected.wait()
         except TimeoutError:
             return False
         return True
