@@ -31,6 +31,7 @@ from tests.service.conftest import (
 )
 from wan_worker.api import ApiSettings, JobRunner, create_app
 from wan_worker.api.app import GRACEFUL_SHUTDOWN_S, KEEP_ALIVE_S
+from wan_worker.api.jobs import ReadyGate
 from wan_worker.service import ServiceSettings, Worker
 from wan_worker.testing import ComfyUIDouble
 
@@ -128,6 +129,7 @@ async def running_api(
     *,
     resolver: MapResolver | None = None,
     comfyui_ready: Callable[[], Awaitable[bool]] | None = None,
+    wait_until_ready: ReadyGate | None = None,
 ) -> AsyncIterator[Api]:
     """The app under real uvicorn on 127.0.0.1 (a free port), in the test's event loop."""
     app = create_app(
@@ -136,6 +138,7 @@ async def running_api(
         worker=served_worker(service, resolver),
         resolver=resolver,
         comfyui_ready=comfyui_ready,
+        wait_until_ready=wait_until_ready,
     )
     server = uvicorn.Server(
         uvicorn.Config(

@@ -1,17 +1,23 @@
 """The job runner behind the API: first in, first out; restart recovery from the SQLite file;
-ComfyUI dying under running jobs; several slots at once."""
+ComfyUI dying under running jobs; queued jobs held while ComfyUI cannot take them; several slots
+at once."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import itertools
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.managed.conftest import eventually
 from tests.service.conftest import MapResolver
 from wan_worker.api.outputs import OutputStore
 from wan_worker.api.store import JobStore
+from wan_worker.errors import ComfyUIUnavailable
 from wan_worker.service import ServiceSettings
 from wan_worker.testing import ComfyUIDouble
 
@@ -136,3 +142,76 @@ async def test_the_sweep_removes_expired_job_records_and_served_outputs(
         code, body = await api.get(f"/v2/test/status/{job_id}")
         assert (code, body["error_code"]) == (404, "not_found")
         assert [p for p in config.output_dir.rglob("*") if p.is_file()] == []
+
+
+async def test_a_queued_job_waits_in_the_queue_until_the_gate_says_comfyui_takes_jobs(
+    tmp_path: Path, settings: ServiceSettings, resolver: MapResolver, comfy: ComfyUIDouble
+) -> None:
+    asked = asyncio.Event()
+    comfyui_back = asyncio.Event()
+
+    async def wait_until_ready() -> None:
+        asked.set()
+        await comfyui_back.wait()
+
+    async with running_api(
+        api_settings(tmp_path), settings, resolver=resolver, wait_until_ready=wait_until_ready
+    ) as api:
+        job_id = await api.run(small(1))
+        async with asyncio.timeout(30):
+            await asked.wait()
+        assert (await api.get(f"/v2/test/status/{job_id}"))[1]["status"] == "IN_QUEUE"
+        assert comfy.received_prompts == []
+        comfyui_back.set()
+        assert (await api.finished(job_id))["status"] == "COMPLETED"
+        asked.clear()
+        comfyui_back.clear()
+        second = await api.run(small(2))
+        async with asyncio.timeout(30):
+            await asked.wait()
+        assert (await api.get(f"/v2/test/status/{second}"))[1]["status"] == "IN_QUEUE"
+        comfyui_back.set()
+        assert (await api.finished(second))["status"] == "COMPLETED"
+
+
+async def test_a_gate_that_refuses_holds_the_job_and_asks_again_until_comfyui_is_back(
+    tmp_path: Path,
+    settings: ServiceSettings,
+    resolver: MapResolver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refusals = 0
+    comfyui_down = True
+
+    async def wait_until_ready() -> None:
+        nonlocal refusals
+        if comfyui_down:
+            refusals += 1
+            raise ComfyUIUnavailable("the managed ComfyUI is restarting")
+
+    caplog.set_level(logging.INFO, logger="wan_worker.api.jobs")
+    async with running_api(
+        api_settings(tmp_path), settings, resolver=resolver, wait_until_ready=wait_until_ready
+    ) as api:
+        api.runner.ready_retry_s = 0.01
+        job_id = await api.run(small(1))
+        await eventually(lambda: refusals >= 3)
+        assert (await api.get(f"/v2/test/status/{job_id}"))[1]["status"] == "IN_QUEUE"
+        comfyui_down = False
+        assert (await api.finished(job_id))["status"] == "COMPLETED"
+    held = [r.getMessage() for r in caplog.records if "wait for ComfyUI" in r.getMessage()]
+    assert held == ["queued jobs wait for ComfyUI: the managed ComfyUI is restarting"]
+    assert any("the queue moves on" in r.getMessage() for r in caplog.records)
+
+
+async def test_on_a_comfyui_given_by_url_jobs_wait_while_it_is_down_then_run(
+    api: Api, comfy: ComfyUIDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="wan_worker.api.jobs")
+    api.runner.ready_retry_s = 0.01
+    await comfy.stop()
+    job_id = await api.run(small(1))
+    await eventually(lambda: any("wait for ComfyUI" in r.getMessage() for r in caplog.records))
+    assert (await api.get(f"/v2/test/status/{job_id}"))[1]["status"] == "IN_QUEUE"
+    await comfy.start()
+    assert (await api.finished(job_id))["status"] == "COMPLETED"

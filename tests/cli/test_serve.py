@@ -97,6 +97,16 @@ class Serve:
         return await asyncio.wait_for(self.process.wait(), WAIT_S)
 
 
+async def eventually_sampling(comfyui: str, serve: Serve) -> None:
+    """Poll ComfyUI's /queue until it runs a prompt (the job is sampling there)."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            async with serve.session.get(f"{comfyui}/queue") as answer:
+                if (await answer.json())["queue_running"]:
+                    return
+            await asyncio.sleep(0.05)
+
+
 def base_env(tmp_path: Path, **values: str) -> dict[str, str]:
     """This environment without our settings, plus quiet defaults under ``tmp_path``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
@@ -198,6 +208,39 @@ async def test_a_crash_fails_the_running_job_and_later_jobs_complete_on_the_rest
     log = serve.log()
     assert "[comfyui] Starting server" in log
     assert "restarting ComfyUI in" in log
+
+
+async def test_a_job_queued_behind_a_crashed_one_waits_for_the_restart_and_completes(
+    managed_env: dict[str, str], checkout: Path, tmp_path: Path
+) -> None:
+    async with serving(managed_env, tmp_path / "serve.log") as serve:
+        await serve.until_ready()
+        set_control(checkout, step_delay=WAIT_S)
+        doomed = await serve.run(small_t2v(1))
+        waiting = await serve.run(small_t2v(2))
+        await serve.until(doomed, lambda s: s["status"] == "IN_PROGRESS")
+        await eventually_sampling(f"http://127.0.0.1:{managed_env['COMFYUI_PORT']}", serve)
+        # The restarted ComfyUI hangs before listening until the test lets it come up.
+        set_control(checkout, never_listen=True)
+        crashed = starts(checkout)[-1]["pid"]
+        os.kill(crashed, signal.SIGKILL)
+
+        failed = await serve.finished(doomed)
+        assert failed["status"] == "FAILED", failed
+        assert f"ComfyUI (pid {crashed}) was killed by signal SIGKILL" in failed["error"]
+        await eventually(lambda: len(starts(checkout)) == 2)
+        await eventually(lambda: "hangs before listening" in serve.log())
+        held = (await serve.get(f"/v2/x/status/{waiting}"))[1]
+        assert held["status"] == "IN_QUEUE", held
+        assert (await serve.get("/ready"))[0] == 503
+
+        set_control(checkout)
+        os.kill(starts(checkout)[-1]["pid"], signal.SIGKILL)
+        done = await serve.finished(waiting)
+        assert done["status"] == "COMPLETED", done
+        assert probe_mp4(base64.b64decode(done["output"]["video"]))[:3] == (64, 64, 5)
+        assert len(starts(checkout)) == 3
+        assert await serve.terminate() == 0
 
 
 async def test_managed_comfyui_listens_on_loopback_with_our_model_paths_and_folders(

@@ -26,7 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wan_worker import __version__
-from wan_worker.api.jobs import JobRunner, OutputLinks, status_payload
+from wan_worker.api.jobs import JobRunner, OutputLinks, ReadyGate, status_payload
 from wan_worker.api.metrics import Metrics
 from wan_worker.api.outputs import OutputStore
 from wan_worker.api.settings import ApiSettings
@@ -42,6 +42,7 @@ from wan_worker.service import request_json_schema as input_json_schema
 log = logging.getLogger(__name__)
 
 ComfyUIReady = Callable[[], Awaitable[bool]]
+ComfyUIAlive = Callable[[], bool]
 
 MAX_RUNSYNC_WAIT_MS = 300_000
 """RunPod's upper bound for ``/runsync?wait=``."""
@@ -99,12 +100,15 @@ def create_app(
     worker: Worker | None = None,
     resolver: HostResolver | None = None,
     comfyui_ready: ComfyUIReady | None = None,
+    wait_until_ready: ReadyGate | None = None,
 ) -> FastAPI:
     """The API on ``service``'s ComfyUI; the lifespan opens the store, runner and webhooks.
 
     Without ``worker`` one is made whose videos, when over the inline budget with nowhere to
     upload them, are kept and served by this API. ``resolver`` replaces DNS for input URLs and
-    webhooks (tests); ``comfyui_ready`` decides readiness (default: ComfyUI answers a ping).
+    webhooks (tests); ``comfyui_ready`` decides readiness (default: ComfyUI answers a ping);
+    ``wait_until_ready`` holds the queue before each job until ComfyUI can take it (default:
+    poll ComfyUI with backoff).
     """
     if worker is None:
         served = dataclasses.replace(
@@ -136,6 +140,8 @@ def create_app(
         concurrency=api.jobs_concurrency,
         retention_s=api.job_retention_s,
         sweep_interval_s=api.sweep_interval_s,
+        wait_until_ready=wait_until_ready
+        or _answers_again(worker, service.comfyui_ready_timeout_s),
     )
     ready = comfyui_ready or _ping(worker)
 
@@ -347,6 +353,7 @@ async def serve(
     service: ServiceSettings,
     *,
     comfyui_ready: ComfyUIReady | None = None,
+    wait_until_ready: ReadyGate | None = None,
     on_app: Callable[[FastAPI], object] | None = None,
 ) -> None:
     """Serve the API with uvicorn until SIGINT/SIGTERM (or until cancelled: it then shuts down
@@ -354,7 +361,7 @@ async def serve(
     once the app exists (to wire a supervisor to its runner)."""
     api.check_exposure()
     configure_logging(level=api.log_level, json_logs=api.log_json)
-    app = create_app(api, service, comfyui_ready=comfyui_ready)
+    app = create_app(api, service, comfyui_ready=comfyui_ready, wait_until_ready=wait_until_ready)
     if on_app is not None:
         on_app(app)
     config = uvicorn.Config(
@@ -520,6 +527,15 @@ def _ping(worker: Worker) -> ComfyUIReady:
         return True
 
     return comfyui_answers
+
+
+def _answers_again(worker: Worker, timeout_s: float) -> ReadyGate:
+    """The queue's gate on a ComfyUI given by URL: poll it with backoff until it answers."""
+
+    async def wait_until_ready() -> None:
+        await (await worker.comfy()).wait_ready(timeout_s)
+
+    return wait_until_ready
 
 
 def _host_for_url(host: str) -> str:

@@ -1,9 +1,9 @@
 """The API's job runner: queued jobs from the store, run first in, first out on the one ComfyUI.
 
-``JOBS_CONCURRENCY`` slots each claim the oldest queued job and run it through the shared
-pipeline (:meth:`Worker.respond`) inside the job's log context. Progress goes to the store, to
-``/stream`` readers and to event-stream subscribers; the outcome is stored with RunPod's status,
-counted in the metrics and posted to the job's webhook.
+``JOBS_CONCURRENCY`` slots each wait until ComfyUI can take a job, then claim the oldest queued
+job and run it through the shared pipeline (:meth:`Worker.respond`) inside the job's log context.
+Progress goes to the store, to ``/stream`` readers and to event-stream subscribers; the outcome is
+stored with RunPod's status, counted in the metrics and posted to the job's webhook.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +36,8 @@ SHUTDOWN_WAIT_S = 10.0
 """How long closing waits for cancelled jobs to interrupt their ComfyUI prompts."""
 CANCEL_WAIT_S = 30.0
 """How long a cancel request waits for the running job to stop before answering."""
+READY_RETRY_S = 1.0
+"""Pause before asking again when the readiness gate says ComfyUI cannot take jobs."""
 _STREAM_ITEMS: Final = 500
 """Progress items kept per job for ``/stream`` readers who have not read them yet."""
 _RECENT_JOBS: Final = 20
@@ -47,6 +49,8 @@ _FINAL: Final = object()
 
 Event = tuple[str, dict[str, Any]]
 """("progress" | "status", payload) as event-stream subscribers receive it."""
+ReadyGate = Callable[[], Awaitable[None]]
+"""Returns once ComfyUI can take a job; raises (ComfyUIUnavailable) when it cannot for now."""
 
 
 def status_payload(record: JobRecord) -> dict[str, Any]:
@@ -132,6 +136,8 @@ class JobRunner:
         concurrency: int = 1,
         retention_s: float = 86400.0,
         sweep_interval_s: float = 60.0,
+        wait_until_ready: ReadyGate | None = None,
+        ready_retry_s: float = READY_RETRY_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -143,7 +149,10 @@ class JobRunner:
         self.concurrency = concurrency
         self.retention_s = retention_s
         self.sweep_interval_s = sweep_interval_s
+        self.wait_until_ready = wait_until_ready
+        self.ready_retry_s = ready_retry_s
         self._clock = clock
+        self._held_because: str | None = None
         self._wakeup = asyncio.Event()
         self._slots: list[asyncio.Task[None]] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -298,13 +307,14 @@ class JobRunner:
 
     async def _slot(self) -> None:
         while True:
-            record = self.store.claim_next()
-            if record is None:
-                self._wakeup.clear()
-                record = self.store.claim_next()
-            if record is None:
+            self._wakeup.clear()
+            if self.store.queue_depth() == 0:
                 await self._wakeup.wait()
                 continue
+            await self._until_comfyui_ready()
+            record = self.store.claim_next()
+            if record is None:
+                continue  # another slot took it, or it was cancelled while we waited
             task = asyncio.create_task(self._execute(record), name=f"job-{record.id}")
             self._running[record.id] = task
             self._refresh_gauges()
@@ -316,6 +326,26 @@ class JobRunner:
                 self._running.pop(record.id, None)
                 self._cancel_requested.discard(record.id)
                 self._refresh_gauges()
+
+    async def _until_comfyui_ready(self) -> None:
+        """Hold the queue until ComfyUI can take a job (a restart, a supervisor that gave up):
+        jobs wait IN_QUEUE, never claimed, instead of failing on a ComfyUI that is down."""
+        if self.wait_until_ready is None:
+            return
+        while True:
+            try:
+                await self.wait_until_ready()
+            except Exception as err:
+                reason = err.message if isinstance(err, WanWorkerError) else repr(err)
+                if reason != self._held_because:
+                    log.warning("queued jobs wait for ComfyUI: %s", reason)
+                    self._held_because = reason
+                await asyncio.sleep(self.ready_retry_s)
+                continue
+            if self._held_because is not None:
+                log.info("ComfyUI can take jobs again; the queue moves on")
+                self._held_because = None
+            return
 
     async def _execute(self, record: JobRecord) -> None:
         job_id = record.id

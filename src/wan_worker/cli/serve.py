@@ -2,8 +2,8 @@
 
 With COMFYUI_URL the API uses that server. Otherwise, with COMFYUI_PATH, the worker runs ComfyUI
 itself on loopback (see ``wan_worker.managed``): its model paths point at MODELS_DIR (and a
-RunPod volume's models when one is mounted), its crashes fail the jobs running on it, readiness
-follows it, and it is stopped when the API stops.
+RunPod volume's models when one is mounted), its crashes fail the jobs running on it, queued jobs
+wait while it (re)starts, readiness follows it, and it is stopped when the API stops.
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ async def _serve(plan: ServePlan, comfyui: ComfyUIProcess | None) -> None:
     """Run the API (and the managed ComfyUI) until SIGINT/SIGTERM; ComfyUI is stopped last."""
     service = plan.service
     ready: Callable[[], Awaitable[bool]] | None = None
+    takes_jobs: Callable[[], Awaitable[None]] | None = None
     if comfyui is not None:
         service = dataclasses.replace(
             service,
@@ -159,6 +160,10 @@ async def _serve(plan: ServePlan, comfyui: ComfyUIProcess | None) -> None:
             comfyui_output_dir=comfyui.output_dir,
         )
         ready = comfyui.responsive
+        ready_timeout_s = plan.comfyui.ready_timeout_s
+
+        async def takes_jobs() -> None:
+            await comfyui.wait_ready(ready_timeout_s)
 
     def wire(app: FastAPI) -> None:
         if comfyui is not None:
@@ -169,7 +174,13 @@ async def _serve(plan: ServePlan, comfyui: ComfyUIProcess | None) -> None:
             if comfyui is not None:
                 await comfyui.start(wait=False)
             server = asyncio.create_task(
-                http_api.serve(plan.api, service, comfyui_ready=ready, on_app=wire)
+                http_api.serve(
+                    plan.api,
+                    service,
+                    comfyui_ready=ready,
+                    wait_until_ready=takes_jobs,
+                    on_app=wire,
+                )
             )
             signalled = asyncio.create_task(stopping.wait())
             await asyncio.wait({server, signalled}, return_when=asyncio.FIRST_COMPLETED)
