@@ -130,6 +130,7 @@ async def running_api(
     resolver: MapResolver | None = None,
     comfyui_ready: Callable[[], Awaitable[bool]] | None = None,
     wait_until_ready: ReadyGate | None = None,
+    comfyui_alive: Callable[[], bool] | None = None,
 ) -> AsyncIterator[Api]:
     """The app under real uvicorn on 127.0.0.1 (a free port), in the test's event loop."""
     app = create_app(
@@ -139,6 +140,7 @@ async def running_api(
         resolver=resolver,
         comfyui_ready=comfyui_ready,
         wait_until_ready=wait_until_ready,
+        comfyui_alive=comfyui_alive,
     )
     server = uvicorn.Server(
         uvicorn.Config(

@@ -97,6 +97,29 @@ async def test_ready_is_false_while_comfyui_is_down(api: Api, comfy: ComfyUIDoub
     assert body["comfyui"] is False and body["ready"] is False
 
 
+async def test_health_stays_ok_while_a_comfyui_given_by_url_is_down(
+    api: Api, comfy: ComfyUIDouble
+) -> None:
+    await comfy.stop()
+    assert (await raw(api, "GET", "/health"))[:2] == (200, {"status": "ok"})
+
+
+async def test_health_fails_once_comfyui_is_given_up_for_good(
+    tmp_path: Path, settings: ServiceSettings, resolver: MapResolver
+) -> None:
+    given_up = False
+    async with running_api(
+        api_settings(tmp_path), settings, resolver=resolver, comfyui_alive=lambda: not given_up
+    ) as api:
+        assert (await raw(api, "GET", "/health"))[:2] == (200, {"status": "ok"})
+        given_up = True
+        code, body, _ = await raw(api, "GET", "/health")
+    assert code == 503
+    assert body["error_code"] == "comfyui_unavailable"
+    assert body["error"].startswith("comfyui_unavailable: ComfyUI is down for good")
+    assert body["details"] == {}
+
+
 async def test_bad_json_is_invalid_input(api: Api) -> None:
     async with api.session.post(f"{api.url}/v2/test/run", data=b"{not json") as response:
         assert response.status == 400

@@ -259,7 +259,7 @@ async def test_managed_comfyui_listens_on_loopback_with_our_model_paths_and_fold
     assert "--input-directory" not in argv
 
 
-async def test_readiness_follows_comfyui_while_it_is_down(
+async def test_readiness_and_liveness_fail_once_the_supervisor_gives_up(
     managed_env: dict[str, str], checkout: Path, tmp_path: Path
 ) -> None:
     set_control(checkout, exit_at_start=3)
@@ -268,7 +268,8 @@ async def test_readiness_follows_comfyui_while_it_is_down(
         await eventually(lambda: "not restarting it again" in serve.log())
         status, body = await serve.get("/ready")
         assert (status, body["comfyui"]) == (503, False)
-        assert (await serve.get("/health"))[0] == 200
+        status, body = await serve.get("/health")
+        assert (status, body["error_code"]) == (503, "comfyui_unavailable"), body
         assert await serve.terminate() == 0
     assert "[comfyui] fake ComfyUI exits with code 3" in serve.log()
 
@@ -282,6 +283,8 @@ async def test_with_comfyui_url_serve_uses_it_and_starts_nothing(
         assert (await serve.until_ready())["comfyui"] is True
         done = await serve.finished(await serve.run(small_t2v(1)))
         assert done["status"] == "COMPLETED", done
+        await double.stop()
+        assert await serve.get("/health") == (200, {"status": "ok"})
         assert await serve.terminate() == 0
     assert len(double.received_prompts) == 1
     assert starts(checkout) == []

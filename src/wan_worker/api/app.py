@@ -32,7 +32,13 @@ from wan_worker.api.outputs import OutputStore
 from wan_worker.api.settings import ApiSettings
 from wan_worker.api.store import JobRecord, JobStore
 from wan_worker.api.webhooks import WebhookConfig, WebhookSender, check_webhook_url
-from wan_worker.errors import InputTooLarge, InvalidInput, Problem, WanWorkerError
+from wan_worker.errors import (
+    ComfyUIUnavailable,
+    InputTooLarge,
+    InvalidInput,
+    Problem,
+    WanWorkerError,
+)
 from wan_worker.logs import configure_logging, job_context, register_secret
 from wan_worker.media import HostResolver
 from wan_worker.media.fetch import check_url_host, parse_url
@@ -101,6 +107,7 @@ def create_app(
     resolver: HostResolver | None = None,
     comfyui_ready: ComfyUIReady | None = None,
     wait_until_ready: ReadyGate | None = None,
+    comfyui_alive: ComfyUIAlive | None = None,
 ) -> FastAPI:
     """The API on ``service``'s ComfyUI; the lifespan opens the store, runner and webhooks.
 
@@ -108,7 +115,8 @@ def create_app(
     upload them, are kept and served by this API. ``resolver`` replaces DNS for input URLs and
     webhooks (tests); ``comfyui_ready`` decides readiness (default: ComfyUI answers a ping);
     ``wait_until_ready`` holds the queue before each job until ComfyUI can take it (default:
-    poll ComfyUI with backoff).
+    poll ComfyUI with backoff); ``comfyui_alive`` turns ``/health`` to 503 once it says ComfyUI
+    is gone for good (default: ``/health`` is the process's liveness only).
     """
     if worker is None:
         served = dataclasses.replace(
@@ -318,7 +326,14 @@ def create_app(
 
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, str]:
-        """Liveness: the process answers."""
+        """Liveness: the process answers, and its ComfyUI has not been given up (503 otherwise)."""
+        if comfyui_alive is not None and not comfyui_alive():
+            raise ApiError(
+                503,
+                "ComfyUI is down for good (its supervisor gave up restarting it); restart this "
+                "server once the cause in its log is fixed",
+                code=ComfyUIUnavailable.code,
+            )
         return {"status": "ok"}
 
     @app.get("/ready", tags=["service"])
@@ -354,6 +369,7 @@ async def serve(
     *,
     comfyui_ready: ComfyUIReady | None = None,
     wait_until_ready: ReadyGate | None = None,
+    comfyui_alive: ComfyUIAlive | None = None,
     on_app: Callable[[FastAPI], object] | None = None,
 ) -> None:
     """Serve the API with uvicorn until SIGINT/SIGTERM (or until cancelled: it then shuts down
@@ -361,7 +377,13 @@ async def serve(
     once the app exists (to wire a supervisor to its runner)."""
     api.check_exposure()
     configure_logging(level=api.log_level, json_logs=api.log_json)
-    app = create_app(api, service, comfyui_ready=comfyui_ready, wait_until_ready=wait_until_ready)
+    app = create_app(
+        api,
+        service,
+        comfyui_ready=comfyui_ready,
+        wait_until_ready=wait_until_ready,
+        comfyui_alive=comfyui_alive,
+    )
     if on_app is not None:
         on_app(app)
     config = uvicorn.Config(

@@ -3,7 +3,8 @@
 With COMFYUI_URL the API uses that server. Otherwise, with COMFYUI_PATH, the worker runs ComfyUI
 itself on loopback (see ``wan_worker.managed``): its model paths point at MODELS_DIR (and a
 RunPod volume's models when one is mounted), its crashes fail the jobs running on it, queued jobs
-wait while it (re)starts, readiness follows it, and it is stopped when the API stops.
+wait while it (re)starts, readiness follows it, liveness (/health) fails once its supervisor gives
+up, and it is stopped when the API stops.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from wan_worker import api as http_api
 from wan_worker.api import ApiSettings
 from wan_worker.errors import InvalidInput
 from wan_worker.logs import configure_logging
-from wan_worker.managed import ComfyUIProcess, ManagedComfyUISettings, comfyui_environment
+from wan_worker.managed import (
+    ComfyUIProcess,
+    ManagedComfyUISettings,
+    ProcessState,
+    comfyui_environment,
+)
 from wan_worker.models import ModelSettings, write_extra_model_paths
 from wan_worker.models.paths import RUNPOD_VOLUME
 from wan_worker.service import ServiceSettings
@@ -152,6 +158,7 @@ async def _serve(plan: ServePlan, comfyui: ComfyUIProcess | None) -> None:
     service = plan.service
     ready: Callable[[], Awaitable[bool]] | None = None
     takes_jobs: Callable[[], Awaitable[None]] | None = None
+    alive: Callable[[], bool] | None = None
     if comfyui is not None:
         service = dataclasses.replace(
             service,
@@ -164,6 +171,9 @@ async def _serve(plan: ServePlan, comfyui: ComfyUIProcess | None) -> None:
 
         async def takes_jobs() -> None:
             await comfyui.wait_ready(ready_timeout_s)
+
+        def alive() -> bool:
+            return comfyui.state is not ProcessState.FAILED
 
     def wire(app: FastAPI) -> None:
         if comfyui is not None:
@@ -179,6 +189,7 @@ async def _serve(plan: ServePlan, comfyui: ComfyUIProcess | None) -> None:
                     service,
                     comfyui_ready=ready,
                     wait_until_ready=takes_jobs,
+                    comfyui_alive=alive,
                     on_app=wire,
                 )
             )
