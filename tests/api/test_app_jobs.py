@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.managed.conftest import eventually
 from tests.service.conftest import FileServer, MapResolver, b64, png_bytes, wav_bytes
 from wan_worker.api.store import JobStore
 from wan_worker.api.webhooks import SIGNATURE_HEADER, verify
@@ -325,6 +326,37 @@ async def test_runpods_policy_execution_timeout_sets_the_deadline(
     assert status["status"] == "TIMED_OUT", status
     record = api.runner.store.get(job_id)
     assert record is not None and record.input["timeout_s"] == 0.5
+
+
+async def test_purging_jobs_queued_before_a_restart_calls_each_ones_webhook(
+    tmp_path: Path, settings: ServiceSettings, resolver: MapResolver, receiver: Receiver
+) -> None:
+    limits = dataclasses.replace(
+        settings.input_limits,
+        allowed_origins=(*settings.input_limits.allowed_origins, receiver.origin),
+    )
+    service = dataclasses.replace(settings, input_limits=limits)
+    config = api_settings(tmp_path)
+    comfyui_down = asyncio.Event()
+
+    async def held() -> None:
+        await comfyui_down.wait()  # never set: the runner takes no job
+
+    async with running_api(config, service, resolver=resolver, wait_until_ready=held) as api:
+        queued = [
+            await api.run(small("t2v", seed=seed), webhook=f"{receiver.origin}/hook")
+            for seed in (1, 2, 3)
+        ]
+    async with running_api(config, service, resolver=resolver, wait_until_ready=held) as api:
+        assert api.runner.store.queued_ids() == queued
+        code, body = await api.post("/v2/test/purge-queue")
+        assert (code, body) == (200, {"removed": 3, "status": "completed"})
+        await eventually(lambda: len(receiver.received) >= 3)
+    payloads = [json.loads(body) for body, _ in receiver.received]
+    assert sorted((p["id"], p["status"]) for p in payloads) == sorted(
+        (job_id, "CANCELLED") for job_id in queued
+    )
+    assert {p["output"]["error_code"] for p in payloads} == {"cancelled"}
 
 
 async def test_a_job_failed_by_a_restart_calls_its_webhook(

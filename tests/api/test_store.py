@@ -195,9 +195,12 @@ def test_only_a_queued_job_can_be_cancelled_from_the_queue(store: JobStore) -> N
 
 def test_purging_cancels_every_queued_job_and_nothing_else(store: JobStore) -> None:
     for name in ("running", "a", "b", "c"):
-        store.add(name, {})
+        store.add(name, {}, webhook=f"https://hooks.test/{name}")
     store.claim_next()
-    assert store.purge_queue() == 3
+    purged = store.purge_queue()
+    assert [record.id for record in purged] == ["a", "b", "c"]
+    assert [record.webhook for record in purged] == [f"https://hooks.test/{n}" for n in "abc"]
+    assert {record.status for record in purged} == {"CANCELLED"}
     assert store.queue_depth() == 0
     for name in ("a", "b", "c"):
         record = store.get(name)
@@ -205,7 +208,17 @@ def test_purging_cancels_every_queued_job_and_nothing_else(store: JobStore) -> N
         assert record.error == PURGED_ERROR
     running = store.get("running")
     assert running is not None and running.status == "IN_PROGRESS"
-    assert store.purge_queue() == 0
+    assert store.purge_queue() == []
+
+
+def test_queued_ids_lists_the_waiting_jobs_first_in_first(store: JobStore) -> None:
+    for name in ("running", "b", "a", "cancelled", "c"):
+        store.add(name, {})
+    store.claim_next()
+    store.cancel_queued("cancelled")
+    assert store.queued_ids() == ["b", "a", "c"]
+    store.claim_next()
+    assert store.queued_ids() == ["a", "c"]
 
 
 def test_counts_cover_every_status(store: JobStore) -> None:

@@ -109,9 +109,6 @@ class _Subscribers:
                 if not queues:
                     del self._queues[job_id]
 
-    def job_ids(self) -> set[str]:
-        return set(self._queues)
-
     def publish(self, job_id: str, event: Event) -> None:
         for queue in self._queues.get(job_id, ()):
             if queue.full() and event[0] == "progress":
@@ -254,16 +251,15 @@ class JobRunner:
         return self.store.get(job_id)
 
     def purge(self) -> int:
-        """Cancel every queued job; returns how many."""
-        known = set(self._streams) | self._subscribers.job_ids()
-        queued = [job_id for job_id in known if self._is_queued(job_id)]
-        removed = self.store.purge_queue()
-        for job_id in queued:
-            record = self.store.get(job_id)
-            if record is not None and record.terminal:
+        """Cancel every queued job, those queued before a restart too, and announce each (its
+        webhook included); returns how many."""
+        purged = self.store.purge_queue()
+        for record in purged:
+            with job_context(record.id):
+                log.info("job %s purged from the queue", record.id)
                 self._announce(record)
         self._refresh_gauges()
-        return removed
+        return len(purged)
 
     async def fail_running(self, reason: str) -> list[str]:
         """Fail every running job as comfyui_unavailable with ``reason`` (ComfyUI died under
@@ -436,10 +432,6 @@ class JobRunner:
         self._refresh_gauges()
         if record.webhook:
             self.webhooks.submit(record.webhook, payload)
-
-    def _is_queued(self, job_id: str) -> bool:
-        record = self.store.get(job_id)
-        return record is not None and record.status == "IN_QUEUE"
 
     def _refresh_gauges(self) -> None:
         self.metrics.set_queue_depth(self.store.queue_depth())

@@ -219,15 +219,23 @@ class JobStore:
             ).fetchall()
         return _record(rows[0]) if rows else None
 
-    def purge_queue(self) -> int:
-        """Cancel every queued job at once; returns how many there were."""
+    def purge_queue(self) -> list[JobRecord]:
+        """Cancel every queued job at once; returns their records, first queued first."""
         with self._lock:
-            cursor = self._db.execute(
+            rows = self._db.execute(
                 "UPDATE jobs SET status = 'CANCELLED', finished_at = ?, error = ?, "
-                "error_code = 'cancelled' WHERE status = 'IN_QUEUE'",
+                f"error_code = 'cancelled' WHERE status = 'IN_QUEUE' RETURNING {_COLUMNS}, seq",
                 (self._clock(), PURGED_ERROR),
-            )
-        return cursor.rowcount
+            ).fetchall()
+        return [_record(row) for row in sorted(rows, key=lambda row: row[-1])]
+
+    def queued_ids(self) -> list[str]:
+        """The ids of the jobs waiting in the queue, first in first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE status = 'IN_QUEUE' ORDER BY seq"
+            ).fetchall()
+        return [job_id for (job_id,) in rows]
 
     def queue_depth(self) -> int:
         """How many jobs wait to start."""
