@@ -8,11 +8,13 @@ import base64
 import dataclasses
 import hashlib
 import json
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -128,6 +130,51 @@ async def test_a_presigned_put_url_receives_the_video(api: Api, s3: S3Client) ->
     assert status["output"]["delivery"]["mode"] == "put"
     stored = s3.get_object(Bucket=bucket, Key="out.mp4")["Body"].read()
     assert probe_mp4(stored)[:3] == (64, 64, 5)
+
+
+async def test_a_finished_job_leaves_no_secret_in_the_job_database(
+    tmp_path: Path,
+    settings: ServiceSettings,
+    resolver: MapResolver,
+    s3: S3Client,
+    moto_endpoint: str,
+) -> None:
+    bucket = f"forget-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    put_url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "out.mp4"}, ExpiresIn=600
+    )
+    access_secret = f"secret-{uuid.uuid4().hex}"
+    s3_config = {
+        "accessId": "AKIATESTFORGET",
+        "accessSecret": access_secret,
+        "bucketName": bucket,
+        "endpointUrl": moto_endpoint,
+    }
+    image = b64(png_bytes())
+    config = api_settings(tmp_path)
+    async with running_api(config, settings, resolver=resolver) as api:
+        job_id = await api.run(
+            small("comfyui_i2v", image_base64=image, upload_url=put_url), s3Config=s3_config
+        )
+        status = await api.finished(job_id)
+        assert status["status"] == "COMPLETED", status
+        assert status["output"]["delivery"]["mode"] == "put"
+        with sqlite3.connect(config.job_db_path) as db:
+            [row] = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchall()
+        stored = repr(row)
+        secrets = [access_secret, urlsplit(put_url).query, image[: len(image) // 2]]
+        for secret in secrets:
+            assert secret not in stored
+        wal = config.job_db_path.with_name(config.job_db_path.name + "-wal")
+        on_disk = config.job_db_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+        for secret in secrets:
+            assert secret.encode() not in on_disk
+        record = api.runner.store.get(job_id)
+        assert record is not None and record.s3_config is None
+        assert record.input["action"] == "comfyui_i2v" and record.input["seed"] == 3
+        assert record.input["redacted"] == ["image_base64", "upload_url"]
+        assert (await api.get(f"/v2/test/status/{job_id}"))[1] == status
 
 
 async def test_a_video_over_the_budget_with_nowhere_to_go_is_served_by_the_api(

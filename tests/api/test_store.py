@@ -1,15 +1,24 @@
-"""The SQLite job store on real files: persistence, FIFO claims, final states, retention."""
+"""The SQLite job store on real files: persistence, FIFO claims, final states, retention, and
+no secrets kept once a job has finished."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from wan_worker.api.store import JOB_STATUSES, PURGED_ERROR, TERMINAL_STATUSES, JobStore
+from wan_worker.api.store import (
+    JOB_STATUSES,
+    PURGED_ERROR,
+    TERMINAL_STATUSES,
+    JobStore,
+    redacted_input,
+)
 
 
 class Clock:
@@ -305,3 +314,122 @@ def test_close_twice_is_harmless(db_path: Path) -> None:
     made = JobStore(db_path)
     made.close()
     made.close()
+
+
+SECRET = "s3-secret-7a1f"
+SIGNATURE = "X-Amz-Signature=0badc0ffee"
+IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB" * 400  # 12.8 kB: over a page
+
+
+def secret_request() -> dict[str, Any]:
+    return {
+        "action": "comfyui_i2v",
+        "prompt": "a fox runs",
+        "seed": 7,
+        "timeout_s": 30.0,
+        "image_base64": IMAGE,
+        "image_url": f"https://user:pw@images.test/fox.png?{SIGNATURE}#frag",
+        "upload_url": f"https://bucket.test/out.mp4?{SIGNATURE}",
+        "s3Config": {"accessId": "AKIA", "accessSecret": SECRET, "bucketName": "b"},
+        "loras": [{"name": "style.safetensors", "strength": 0.8}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("job_input", "summary"),
+    [
+        (
+            secret_request(),
+            {
+                "action": "comfyui_i2v",
+                "prompt": "a fox runs",
+                "seed": 7,
+                "timeout_s": 30.0,
+                "image_url": "https://images.test/fox.png",
+                "loras": [{"name": "style.safetensors", "strength": 0.8}],
+                "redacted": ["image_base64", "upload_url", "s3Config"],
+            },
+        ),
+        (
+            {
+                "action": "comfyui_workflow",
+                "workflow": {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}}},
+                "images": [{"name": "a.png", "image": IMAGE}],
+                "audio": [{"name": "v.wav", "audio": f"https://sounds.test/v.wav?{SIGNATURE}"}],
+            },
+            {
+                "action": "comfyui_workflow",
+                "images": [{"name": "a.png"}],
+                "audio": [{"name": "v.wav"}],
+                "redacted": ["workflow", "images[0].image", "audio[0].audio"],
+            },
+        ),
+        (
+            {"action": "t2v", "end_image_url": f"data:image/png;base64,{IMAGE}", "frames": 5},
+            {"action": "t2v", "frames": 5, "redacted": ["end_image_url"]},
+        ),
+        ({"action": "t2v", "prompt": "waves"}, {"action": "t2v", "prompt": "waves"}),
+    ],
+)
+def test_a_finished_jobs_input_keeps_a_summary_without_secrets(
+    job_input: dict[str, Any], summary: dict[str, Any]
+) -> None:
+    assert redacted_input(job_input) == summary
+
+
+def raw_rows(db_path: Path) -> str:
+    """Every stored row as text, read with sqlite3 directly."""
+    with sqlite3.connect(db_path) as db:
+        return repr(db.execute("SELECT * FROM jobs").fetchall())
+
+
+def file_bytes(db_path: Path) -> bytes:
+    """The database file and its write-ahead log, byte for byte."""
+    wal = db_path.with_name(db_path.name + "-wal")
+    return db_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def finish(store: JobStore) -> None:
+    store.claim_next()
+    store.finish("job", "COMPLETED", output={"video": "v"})
+
+
+def cancel(store: JobStore) -> None:
+    store.cancel_queued("job")
+
+
+def purge(store: JobStore) -> None:
+    store.purge_queue()
+
+
+def recover(store: JobStore) -> None:
+    store.claim_next()
+    store.recover("the server stopped")
+
+
+@pytest.mark.parametrize("end", [finish, cancel, purge, recover])
+def test_every_way_a_job_ends_forgets_its_secrets(
+    db_path: Path, store: JobStore, end: Callable[[JobStore], None]
+) -> None:
+    s3_config = {"accessId": "AKIA", "accessSecret": SECRET, "bucketName": "b"}
+    store.add("job", secret_request(), webhook="https://hooks.test/h", s3_config=s3_config)
+    assert SECRET in raw_rows(db_path)
+    end(store)
+    record = store.get("job")
+    assert record is not None and record.terminal
+    assert record.s3_config is None
+    assert record.input["action"] == "comfyui_i2v" and record.input["seed"] == 7
+    assert record.webhook == "https://hooks.test/h"
+    rows = raw_rows(db_path)
+    for secret in (SECRET, SIGNATURE, IMAGE[:40], "user:pw"):
+        assert secret not in rows
+        assert secret.encode() not in file_bytes(db_path)
+    assert record.input == redacted_input(secret_request())
+
+
+def test_a_queued_or_running_job_keeps_what_it_needs_to_run(store: JobStore) -> None:
+    s3_config = {"accessId": "AKIA", "accessSecret": SECRET, "bucketName": "b"}
+    store.add("job", secret_request(), s3_config=s3_config)
+    claimed = store.claim_next()
+    assert claimed is not None
+    assert claimed.input == secret_request() and claimed.s3_config == s3_config

@@ -2,7 +2,9 @@
 
 One connection in WAL mode, guarded by a lock: every method is a short synchronous statement that
 callers on the event loop or in threads may use alike. Jobs are claimed first in, first out, and a
-terminal status is final.
+terminal status is final. A finished job keeps no secrets: its ``s3Config`` is cleared and its
+input cut to a summary (:func:`redacted_input`) in the same statement that ends it, with deleted
+bytes zeroed and the write-ahead log emptied after it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 JobStatus = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
 
@@ -51,6 +54,14 @@ _COLUMNS = (
     "output, error, error_code, progress"
 )
 _TERMINAL_SQL = ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES))
+_FORGET_SQL = "input = redact_job_input(input), s3_config = NULL"
+"""Set with every terminal status: what a finished job no longer needs, and must not keep."""
+
+_SECRET_KEYS = frozenset({"s3Config", "upload_url"})
+_BULKY_KEYS = frozenset({"workflow"})
+_CONTENT_KEYS = frozenset({"image", "audio"})
+"""A raw graph's files (``images[].image``, ``audio[].audio``): base64 text or a URL."""
+_LEFT_OUT = object()
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,67 @@ def _load(text: str | None) -> dict[str, Any] | None:
     return value
 
 
+def redacted_input(job_input: dict[str, Any]) -> dict[str, Any]:
+    """What a finished job keeps of its input: its action and plain parameters, URLs without
+    credentials, query or fragment; no s3Config, upload_url, base64 media or raw graph. The keys
+    left out are named under ``redacted``."""
+    dropped: list[str] = []
+    kept = _redact_object(job_input, "", dropped)
+    if dropped:
+        kept["redacted"] = dropped
+    return kept
+
+
+def _redact_object(value: dict[str, Any], prefix: str, dropped: list[str]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, item in value.items():
+        where = f"{prefix}{key}"
+        secret = key in _SECRET_KEYS or key in _BULKY_KEYS or key.endswith("_base64")
+        if secret or (key in _CONTENT_KEYS and isinstance(item, str)):
+            dropped.append(where)
+            continue
+        summary = _redact_value(item, where, dropped)
+        if summary is not _LEFT_OUT:
+            kept[key] = summary
+    return kept
+
+
+def _redact_value(item: Any, where: str, dropped: list[str]) -> Any:
+    if isinstance(item, dict):
+        return _redact_object(item, f"{where}.", dropped)
+    if isinstance(item, list):
+        summaries = [_redact_value(x, f"{where}[{i}]", dropped) for i, x in enumerate(item)]
+        return [summary for summary in summaries if summary is not _LEFT_OUT]
+    if isinstance(item, str) and item.startswith(("data:", "http://", "https://")):
+        url = _bare_url(item)
+        if url is None:
+            dropped.append(where)
+            return _LEFT_OUT
+        return url
+    return item
+
+
+def _bare_url(text: str) -> str | None:
+    """An http(s) URL without credentials, query or fragment; None for a data URI or nonsense."""
+    if text.startswith("data:"):
+        return None
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return None
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _redacted_json(text: str | None) -> str:
+    """``redact_job_input(input)`` in SQL: the stored input's summary, as JSON."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return "{}"
+    return _dump(redacted_input(value) if isinstance(value, dict) else {}) or "{}"
+
+
 def _record(row: tuple[Any, ...]) -> JobRecord:
     return JobRecord(
         id=row[0],
@@ -129,6 +201,8 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA secure_delete=ON")
+        self._db.create_function("redact_job_input", 1, _redacted_json, deterministic=True)
         self._db.executescript(_SCHEMA)
 
     def add(
@@ -196,10 +270,12 @@ class JobStore:
         with self._lock:
             rows = self._db.execute(
                 "UPDATE jobs SET status = ?, finished_at = ?, output = ?, error = ?, "
-                f"error_code = ? WHERE id = ? AND status NOT IN ({_TERMINAL_SQL}) "
+                f"error_code = ?, {_FORGET_SQL} WHERE id = ? AND status NOT IN ({_TERMINAL_SQL}) "
                 f"RETURNING {_COLUMNS}",
                 (status, self._clock(), _dump(output), error, error_code, job_id),
             ).fetchall()
+            if rows:
+                self._truncate_log()
             if not rows:
                 rows = self._db.execute(
                     f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
@@ -213,10 +289,12 @@ class JobStore:
         with self._lock:
             rows = self._db.execute(
                 "UPDATE jobs SET status = 'CANCELLED', finished_at = ?, error = ?, "
-                "error_code = 'cancelled' WHERE id = ? AND status = 'IN_QUEUE' "
+                f"error_code = 'cancelled', {_FORGET_SQL} WHERE id = ? AND status = 'IN_QUEUE' "
                 f"RETURNING {_COLUMNS}",
                 (self._clock(), CANCELLED_ERROR, job_id),
             ).fetchall()
+            if rows:
+                self._truncate_log()
         return _record(rows[0]) if rows else None
 
     def purge_queue(self) -> list[JobRecord]:
@@ -224,9 +302,12 @@ class JobStore:
         with self._lock:
             rows = self._db.execute(
                 "UPDATE jobs SET status = 'CANCELLED', finished_at = ?, error = ?, "
-                f"error_code = 'cancelled' WHERE status = 'IN_QUEUE' RETURNING {_COLUMNS}, seq",
+                f"error_code = 'cancelled', {_FORGET_SQL} WHERE status = 'IN_QUEUE' "
+                f"RETURNING {_COLUMNS}, seq",
                 (self._clock(), PURGED_ERROR),
             ).fetchall()
+            if rows:
+                self._truncate_log()
         return [_record(row) for row in sorted(rows, key=lambda row: row[-1])]
 
     def queued_ids(self) -> list[str]:
@@ -259,10 +340,12 @@ class JobStore:
         """
         with self._lock:
             rows = self._db.execute(
-                "UPDATE jobs SET status = 'FAILED', finished_at = ?, error = ?, error_code = ? "
-                "WHERE status = 'IN_PROGRESS' RETURNING id, seq",
+                "UPDATE jobs SET status = 'FAILED', finished_at = ?, error = ?, error_code = ?, "
+                f"{_FORGET_SQL} WHERE status = 'IN_PROGRESS' RETURNING id, seq",
                 (self._clock(), f"{error_code}: {reason}", error_code),
             ).fetchall()
+            if rows:
+                self._truncate_log()
         return [job_id for job_id, _ in sorted(rows, key=lambda row: row[1])]
 
     def expire(self, older_than_s: float) -> int:
@@ -273,6 +356,11 @@ class JobStore:
                 (self._clock() - older_than_s,),
             )
         return cursor.rowcount
+
+    def _truncate_log(self) -> None:
+        """Copy the write-ahead log into the database and empty it, so the pages that held a
+        finished job's secrets do not linger there (called holding the lock)."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Close the database; calling it again does nothing."""
