@@ -259,7 +259,7 @@ async def test_managed_comfyui_listens_on_loopback_with_our_model_paths_and_fold
     assert "--input-directory" not in argv
 
 
-async def test_readiness_and_liveness_fail_once_the_supervisor_gives_up(
+async def test_once_the_supervisor_gives_up_ready_and_health_fail_and_jobs_stay_queued(
     managed_env: dict[str, str], checkout: Path, tmp_path: Path
 ) -> None:
     set_control(checkout, exit_at_start=3)
@@ -270,6 +270,9 @@ async def test_readiness_and_liveness_fail_once_the_supervisor_gives_up(
         assert (status, body["comfyui"]) == (503, False)
         status, body = await serve.get("/health")
         assert (status, body["error_code"]) == (503, "comfyui_unavailable"), body
+        job_id = await serve.run(small_t2v(1))
+        await eventually(lambda: "queued jobs wait for ComfyUI: the managed ComfyUI" in serve.log())
+        assert (await serve.get(f"/v2/x/status/{job_id}"))[1]["status"] == "IN_QUEUE"
         assert await serve.terminate() == 0
     assert "[comfyui] fake ComfyUI exits with code 3" in serve.log()
 
