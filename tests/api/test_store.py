@@ -3,7 +3,6 @@ no secrets kept once a job has finished."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
