@@ -9,6 +9,7 @@ event for a while) is checked the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -55,10 +56,12 @@ class PromptWatch:
                 wait = _POLL_S
             elif self.stall_timeout_s is not None:
                 wait = max(self.stall_timeout_s - (time.monotonic() - last_event), 0.01)
-            try:
-                item: StreamItem | None = await asyncio.wait_for(queue.get(), wait)
-            except TimeoutError:
-                item = None
+            item: StreamItem | None = None
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that
+            # lands just as an event arrives, and the cancelled job would carry on.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    item = await queue.get()
             if isinstance(item, ServerEvent):
                 last_event = time.monotonic()
                 entry = await self._on_event(item)

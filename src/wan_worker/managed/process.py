@@ -172,7 +172,8 @@ class ComfyUIProcess:
                 )
             changed = self._changed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), left)
+                async with asyncio.timeout(left):
+                    await changed.wait()
 
     async def responsive(self) -> bool:
         """Whether ComfyUI is up and answers ``GET /system_stats`` right now (for readiness)."""
@@ -298,7 +299,8 @@ class ComfyUIProcess:
             settings.restart_window_s,
         )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._stopping.wait()
         return not self._stopping.is_set()
 
     # -- the process itself -----------------------------------------------------------------
@@ -364,7 +366,8 @@ class ComfyUIProcess:
         if process.returncode is None:
             _signal_group(process.pid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), self.settings.stop_grace_s)
+                async with asyncio.timeout(self.settings.stop_grace_s):
+                    await process.wait()
             except TimeoutError:
                 self.log.warning(
                     "ComfyUI did not exit within %g s of SIGTERM; killing it",
