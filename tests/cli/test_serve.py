@@ -210,6 +210,27 @@ async def test_a_crash_fails_the_running_job_and_later_jobs_complete_on_the_rest
     assert "restarting ComfyUI in" in log
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie left for a parent that never reaps it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+async def test_a_serve_killed_outright_takes_its_comfyui_with_it(
+    managed_env: dict[str, str], checkout: Path, tmp_path: Path
+) -> None:
+    async with serving(managed_env, tmp_path / "serve.log") as serve:
+        assert (await serve.until_ready())["comfyui"] is True
+        comfyui = starts(checkout)[-1]["pid"]
+        assert running(comfyui)
+        serve.process.kill()
+        await serve.process.wait()
+        await eventually(lambda: not running(comfyui))
+
+
 async def test_a_job_queued_behind_a_crashed_one_waits_for_the_restart_and_completes(
     managed_env: dict[str, str], checkout: Path, tmp_path: Path
 ) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import enum
 import logging
 import os
 import shlex
 import signal
 import socket
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -318,6 +320,7 @@ class ComfyUIProcess:
             # Its own process group: a Ctrl-C meant for us does not reach it, and stop() can end
             # anything it started.
             start_new_session=True,
+            preexec_fn=_end_with_parent,
             limit=_LINE_LIMIT,
         )
         self._process = process
@@ -429,3 +432,13 @@ def _signal_group(pid: int, signum: signal.Signals) -> None:
     """Signal ComfyUI's process group (it leads its own session); gone already is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """In the child, before ComfyUI starts (Linux): SIGTERM it if the supervising process dies
+    without stopping it (killed with SIGKILL, say), so no ComfyUI is left holding the GPU."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
