@@ -376,7 +376,7 @@ async def serve(
     gracefully first); refuses a non-loopback host without a token. ``on_app(app)`` is called
     once the app exists (to wire a supervisor to its runner)."""
     api.check_exposure()
-    configure_logging(level=api.log_level, json_logs=api.log_json)
+    configure_logging(level=service.log_level, json_logs=service.log_json)
     app = create_app(
         api,
         service,

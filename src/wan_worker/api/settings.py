@@ -11,8 +11,6 @@ from pathlib import Path
 from wan_worker.errors import InvalidInput, Problem
 from wan_worker.service import EnvReader
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
 
 def _default_root() -> Path:
     return Path(tempfile.gettempdir()) / "wan-worker"
@@ -52,8 +50,6 @@ class ApiSettings:
     output_disk_budget_bytes: int = 20 * 1024**3
     public_url: str | None = None
     """Base URL of links to served outputs (default: the base URL the job was submitted to)."""
-    log_json: bool = False
-    log_level: str = "INFO"
     max_body_bytes: int = 64 * 1024 * 1024
     """Largest request body; bigger ones are refused before they are read (413)."""
     runsync_wait_s: float = 90.0
@@ -66,35 +62,21 @@ class ApiSettings:
         """Read every API setting from ``env``; every bad value is reported at once."""
         read = EnvReader(env)
         root = _default_root()
-        level = read.value("LOG_LEVEL", str, "INFO").upper()
-        if level not in _LOG_LEVELS:
-            read.problems.append(
-                Problem(
-                    message=f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}",
-                    field="LOG_LEVEL",
-                    value=level,
-                )
-            )
-            level = "INFO"
         settings = cls(
             host=read.value("API_HOST", str, "127.0.0.1"),
-            port=_whole(read, "API_PORT", 8000, minimum=0),
+            port=read.whole("API_PORT", 8000, low=0, high=65535),
             token=read.optional("API_TOKEN", str),
             job_db_path=read.value("JOB_DB_PATH", Path, root / "jobs.sqlite3"),
-            jobs_concurrency=_whole(read, "JOBS_CONCURRENCY", 1, minimum=1),
-            max_queue_depth=_whole(read, "MAX_QUEUE_DEPTH", 100, minimum=1),
+            jobs_concurrency=read.whole("JOBS_CONCURRENCY", 1, low=1),
+            max_queue_depth=read.whole("MAX_QUEUE_DEPTH", 100, low=1),
             job_retention_s=read.positive("JOB_RETENTION_S", 86400.0),
             webhook_secret=read.optional("WEBHOOK_SECRET", str),
-            webhook_attempts=_whole(read, "WEBHOOK_ATTEMPTS", 5, minimum=1),
+            webhook_attempts=read.whole("WEBHOOK_ATTEMPTS", 5, low=1),
             output_dir=read.value("OUTPUT_DIR", Path, root / "outputs"),
             output_ttl_s=read.positive("OUTPUT_TTL_S", 86400.0),
-            output_disk_budget_bytes=_whole(
-                read, "OUTPUT_DISK_BUDGET_BYTES", 20 * 1024**3, minimum=0
-            ),
+            output_disk_budget_bytes=read.whole("OUTPUT_DISK_BUDGET_BYTES", 20 * 1024**3, low=0),
             public_url=_public_url(read),
-            log_json=read.flag("LOG_JSON"),
-            log_level=level,
-            max_body_bytes=_whole(read, "API_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1),
+            max_body_bytes=read.whole("API_MAX_BODY_BYTES", 64 * 1024 * 1024, low=1),
         )
         problem = settings.exposure_problem()
         if problem is not None:
@@ -117,22 +99,6 @@ class ApiSettings:
         problem = self.exposure_problem()
         if problem is not None:
             raise InvalidInput(problem.message, problems=[problem])
-
-
-def _whole(read: EnvReader, name: str, default: int, *, minimum: int) -> int:
-    raw = read.env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        read.problems.append(
-            Problem(message=f"{name} must be a whole number >= {minimum}", field=name, value=raw)
-        )
-        return default
-    return value
 
 
 def _public_url(read: EnvReader) -> str | None:

@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if plan is None:
         print(NO_COMFYUI, file=sys.stderr)
         return EXIT_INVALID_INPUT
-    configure_logging(level=plan.api.log_level, json_logs=plan.api.log_json)
+    configure_logging(level=plan.service.log_level, json_logs=plan.service.log_json)
     if not plan.comfyui.managed:
         if plan.comfyui.comfyui_path is not None:
             log.info("COMFYUI_URL is set: the checkout in COMFYUI_PATH is not started")
