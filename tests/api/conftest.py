@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import av
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -25,6 +23,7 @@ from tests.service.conftest import (
     file_server,
     moto_endpoint,
     new_worker,
+    probe_mp4,
     resolver,
     s3,
     settings,
@@ -40,6 +39,7 @@ __all__ = [
     "double",
     "file_server",
     "moto_endpoint",
+    "probe_mp4",
     "resolver",
     "s3",
     "settings",
@@ -179,24 +179,22 @@ async def api(
         yield running
 
 
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture
 def comfy(double: ComfyUIDouble) -> ComfyUIDouble:
     """The double the API's ComfyUI is (a clearer name in API tests)."""
     return double
-
-
-def probe_mp4(data: bytes) -> tuple[int, int, int, float, bool]:
-    """(width, height, frames, fps, has_audio) of an MP4 held in memory, read with PyAV."""
-    with av.open(io.BytesIO(data), "r") as container:
-        stream = container.streams.video[0]
-        has_audio = bool(container.streams.audio)
-        frames = sum(1 for _ in container.decode(stream))
-        rate = stream.average_rate or stream.guessed_rate
-        assert rate is not None
-        return (
-            stream.codec_context.width,
-            stream.codec_context.height,
-            frames,
-            float(rate),
-            has_audio,
-        )

@@ -8,22 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.api.conftest import Clock
 from wan_worker.api.outputs import OutputStore
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.conftest import Clock
 from wan_worker.api.store import (
     JOB_STATUSES,
     PURGED_ERROR,
@@ -18,21 +19,6 @@ from wan_worker.api.store import (
     JobStore,
     redacted_input,
 )
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

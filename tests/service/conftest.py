@@ -93,6 +93,23 @@ def mp3_bytes(seconds: float = 1.5, rate: int = 22050) -> bytes:
     return out.getvalue()
 
 
+def probe_mp4(data: bytes) -> tuple[int, int, int, float, bool]:
+    """(width, height, frames, fps, has_audio) of an MP4 held in memory, read with PyAV."""
+    with av.open(io.BytesIO(data), "r") as container:
+        stream = container.streams.video[0]
+        has_audio = bool(container.streams.audio)
+        frames = sum(1 for _ in container.decode(stream))
+        rate = stream.average_rate or stream.guessed_rate
+        assert rate is not None
+        return (
+            stream.codec_context.width,
+            stream.codec_context.height,
+            frames,
+            float(rate),
+            has_audio,
+        )
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import av
 import pytest
 
 from wan_worker.service import ServiceSettings, Worker
@@ -30,6 +29,7 @@ from .conftest import (
     mp3_bytes,
     new_worker,
     png_bytes,
+    probe_mp4,
     wav_bytes,
 )
 
@@ -41,23 +41,6 @@ Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]
 
 def job(**request: Any) -> dict[str, Any]:
     return {"id": f"test-{uuid.uuid4().hex[:8]}", "input": request}
-
-
-def probe(data: bytes) -> tuple[int, int, int, float, bool]:
-    """(width, height, frames, fps, has_audio) of an MP4 held in memory, read with PyAV."""
-    with av.open(io.BytesIO(data), "r") as container:
-        stream = container.streams.video[0]
-        has_audio = bool(container.streams.audio)
-        frames = sum(1 for _ in container.decode(stream))
-        rate = stream.average_rate or stream.guessed_rate
-        assert rate is not None
-        return (
-            stream.codec_context.width,
-            stream.codec_context.height,
-            frames,
-            float(rate),
-            has_audio,
-        )
 
 
 def assert_clean(settings: ServiceSettings, double: ComfyUIDouble) -> None:
@@ -88,7 +71,7 @@ async def test_the_brief_example_comes_back_inline_as_a_real_mp4(
     assert "error" not in out, out
     assert out["delivery"] == {"mode": "inline"}
     data = base64.b64decode(out["video"])
-    assert probe(data) == (768, 512, 49, 24.0, False)
+    assert probe_mp4(data) == (768, 512, 49, 24.0, False)
     info = out["video_info"]
     assert (info["width"], info["height"], info["frames"], info["codec"]) == (768, 512, 49, "h264")
     assert info["bytes"] == len(data)
@@ -184,7 +167,7 @@ async def test_a_width_off_the_grid_is_rounded_and_reported(handler: Handler) ->
 async def test_t2v_needs_no_input(handler: Handler) -> None:
     out = await handler(job(action="comfyui_t2v", prompt="waves", width=96, height=64, frames=9))
     assert "error" not in out, out
-    assert probe(base64.b64decode(out["video"]))[:3] == (96, 64, 9)
+    assert probe_mp4(base64.b64decode(out["video"]))[:3] == (96, 64, 9)
     assert out["inputs"] == {}
 
 
@@ -207,7 +190,7 @@ async def test_flf2v_takes_a_url_start_and_a_path_end(
     assert file_server.requests == ["/files/start.png"]
     assert out["inputs"]["image"]["form"] == "url"
     assert out["inputs"]["end_image"]["form"] == "path"
-    assert probe(base64.b64decode(out["video"]))[:3] == (96, 64, 9)
+    assert probe_mp4(base64.b64decode(out["video"]))[:3] == (96, 64, 9)
     assert (allowed_root / "end.jpg").exists()
 
 
@@ -241,7 +224,7 @@ async def test_s2v_measures_the_audio_and_muxes_it(
     assert "error" not in out, out
     assert abs(out["inputs"]["audio"]["duration_s"] - 1.5) < 0.1
     assert out["parameters"]["chunks"] == 1
-    width, height, frames, fps, has_audio = probe(base64.b64decode(out["video"]))
+    width, height, frames, fps, has_audio = probe_mp4(base64.b64decode(out["video"]))
     assert (width, height, frames, fps, has_audio) == (64, 64, 80, 16.0, True)
 
 
@@ -263,7 +246,7 @@ async def test_s3config_of_the_job_receives_the_video(
     assert out["video"].startswith(moto_endpoint)
     stored = s3.get_object(Bucket=bucket, Key=out["delivery"]["key"])["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == out["video_info"]["sha256"]
-    assert probe(stored)[:3] == (64, 64, 5)
+    assert probe_mp4(stored)[:3] == (64, 64, 5)
 
 
 async def test_a_video_over_the_inline_budget_goes_to_the_workers_bucket(
@@ -391,7 +374,7 @@ async def test_a_raw_workflow_runs_with_its_images(
     )
     assert "error" not in out, out
     assert out["action"] == "comfyui_workflow"
-    assert probe(base64.b64decode(out["video"]))[:3] == (64, 64, 5)
+    assert probe_mp4(base64.b64decode(out["video"]))[:3] == (64, 64, 5)
     assert out["seed"] is None
     assert_clean(settings, double)
 
