@@ -419,3 +419,69 @@ async def test_the_same_request_twice_gives_the_same_video_twice(
     assert "error" not in second, second
     assert first["video_info"]["sha256"] == second["video_info"]["sha256"]
     assert_clean(settings, double)
+
+
+WARM_UP_JOB = {"action": "t2v", "width": 64, "height": 64, "frames": 5, "seed": 11}
+
+
+async def test_a_warm_up_job_runs_before_the_first_job_and_its_video_goes_nowhere(
+    settings: ServiceSettings, double: ComfyUIDouble, s3: S3Client, moto_endpoint: str
+) -> None:
+    from wan_worker.delivery import S3Settings
+
+    bucket = f"warm-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    warm = dataclasses.replace(
+        settings,
+        warm_up=True,
+        warm_up_request=WARM_UP_JOB,
+        delivery=dataclasses.replace(
+            settings.delivery,
+            inline_budget_bytes=2000,
+            s3=S3Settings(bucket, "AKIATESTSERVICE", "secret-service", moto_endpoint, "us-east-1"),
+        ),
+    )
+    worker = new_worker(warm)
+    try:
+        response = await worker.warm_up()
+        assert len(double.received_prompts) == 1
+        first = await worker.respond(WARM_UP_JOB, job_id="first")
+    finally:
+        await worker.close()
+    assert response is not None and "error" not in response, response
+    assert "video" not in response
+    assert response["delivery"]["mode"] == "inline"
+    assert first["delivery"]["mode"] == "s3", "real jobs still go to the bucket"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])] == [
+        first["delivery"]["key"]
+    ]
+    assert leftovers(settings.delivery.durable_dir) == []
+    assert_clean(settings, double)
+
+
+async def test_a_failed_warm_up_job_is_logged_and_the_worker_still_serves(
+    settings: ServiceSettings, double: ComfyUIDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = new_worker(dataclasses.replace(settings, warm_up_request=WARM_UP_JOB))
+    try:
+        double.faults.fail_at_node = "sampler_high_noise"
+        response = await worker.warm_up()
+        double.faults.fail_at_node = None
+        later = await worker.respond(WARM_UP_JOB | {"seed": 12}, job_id="later")
+    finally:
+        await worker.close()
+    assert response is not None and response["error_code"] == "execution_failed"
+    assert "the warm-up job failed: execution_failed" in caplog.text
+    assert "error" not in later, later
+    assert_clean(settings, double)
+
+
+async def test_a_plain_warm_up_runs_no_job(
+    settings: ServiceSettings, double: ComfyUIDouble
+) -> None:
+    worker = new_worker(dataclasses.replace(settings, warm_up=True))
+    try:
+        assert await worker.warm_up() is None
+    finally:
+        await worker.close()
+    assert double.received_prompts == []

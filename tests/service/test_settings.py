@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,19 @@ def test_comfyuis_progress_fills_the_bar_up_to_delivery() -> None:
     assert update.percent == 47.5
     assert update.message == "sampling stage 1/2, step 2/4 (48%)"
     assert update.as_dict()["steps"] == 4
+
+
+def test_a_warm_up_request_comes_inline_or_from_a_file(tmp_path: Path) -> None:
+    job = {"action": "t2v", "frames": 5}
+    inline = ServiceSettings.from_env({"WARM_UP_REQUEST": json.dumps(job)})
+    assert (inline.warm_up, inline.warm_up_request) == (True, job)
+    (tmp_path / "warm.json").write_text(json.dumps(job))
+    from_file = ServiceSettings.from_env({"WARM_UP_REQUEST": f"@{tmp_path / 'warm.json'}"})
+    assert from_file.warm_up_request == job
+
+
+@pytest.mark.parametrize("value", ["{not json", "[1, 2]", "@/nonexistent/warm.json"])
+def test_a_bad_warm_up_request_names_the_variable(value: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        ServiceSettings.from_env({"WARM_UP_REQUEST": value})
+    assert [p.field for p in caught.value.problems] == ["WARM_UP_REQUEST"]

@@ -10,6 +10,7 @@ whose upload failed is the only thing kept, in the durable folder the error name
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import logging
@@ -65,6 +66,7 @@ from wan_worker.workflows.s2v import MAX_AUDIO_SECONDS
 log = logging.getLogger(__name__)
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
+_UNLIMITED = 2**62
 
 
 @dataclass(frozen=True)
@@ -538,12 +540,38 @@ class Worker:
             self._comfy = client
         return self._comfy
 
-    async def warm_up(self) -> None:
-        """Wait for ComfyUI and load its node schemas, so the first job starts at once."""
+    async def warm_up(self) -> dict[str, Any] | None:
+        """Wait for ComfyUI and load its node schemas, so the first job starts at once; then
+        run the settings' ``warm_up_request``, if any, so its models are loaded as well.
+
+        Returns that job's response (its video dropped), or None without one. A failed warm-up
+        job is logged, not raised: real jobs will report the same problem in their own answers.
+        """
         comfy = await self.comfy()
         info = await comfy.wait_ready(self.settings.comfyui_ready_timeout_s)
         await comfy.object_info()
         log.info("ComfyUI %s is ready at %s", info.comfyui_version, self.settings.comfyui_url)
+        if self.settings.warm_up_request is None:
+            return None
+        # Its video stays in memory and is dropped: never uploaded to the worker's bucket.
+        quiet = dataclasses.replace(
+            self.settings,
+            delivery=dataclasses.replace(
+                self.settings.delivery, s3=None, inline_budget_bytes=_UNLIMITED
+            ),
+        )
+        response = await self.respond(
+            self.settings.warm_up_request, job_id="warm-up", settings=quiet
+        )
+        response.pop("video", None)
+        if "error" in response:
+            log.warning("the warm-up job failed: %s", response["error"])
+        else:
+            log.info(
+                "the warm-up job ran in %.1f s; its models are loaded",
+                response["timings"]["total_s"],
+            )
+        return response
 
     async def respond(
         self,
@@ -551,13 +579,16 @@ class Worker:
         *,
         job_id: str,
         on_progress: JobProgressCallback | None = None,
+        settings: ServiceSettings | None = None,
     ) -> dict[str, Any]:
-        """Run a job and answer with its response or its error (cancellation propagates)."""
+        """Run a job and answer with its response or its error (cancellation propagates).
+
+        ``settings`` replaces the worker's own for this job (the warm-up job's delivery)."""
         try:
             result = await run_job(
                 request,
                 job_id=job_id,
-                settings=self.settings,
+                settings=settings or self.settings,
                 comfy=await self.comfy(),
                 on_progress=on_progress,
                 resolver=self.resolver,

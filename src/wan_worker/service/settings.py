@@ -6,12 +6,13 @@ Every front (RunPod handler, HTTP API, CLI) builds one :class:`ServiceSettings` 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from wan_worker.delivery import DEFAULT_INLINE_BUDGET_BYTES, DeliveryConfig, S3Settings
 from wan_worker.errors import InvalidInput, Problem
@@ -56,6 +57,9 @@ class ServiceSettings:
     """Debugging: keep ComfyUI's copies of inputs and outputs."""
     warm_up: bool = False
     """Wait for ComfyUI and load its node schemas before the first job."""
+    warm_up_request: dict[str, Any] | None = None
+    """A job run (and its video discarded) during warm-up, so the models are loaded before the
+    first real job; setting it implies ``warm_up``."""
     log_level: str = "INFO"
     log_json: bool = False
     """One JSON object per log line instead of plain text (every line carries the job id)."""
@@ -102,7 +106,8 @@ class ServiceSettings:
                 presign_expiry_s=int(read.positive("BUCKET_PRESIGN_EXPIRY_S", 3600)),
             ),
             keep_files=read.flag("KEEP_FILES"),
-            warm_up=read.flag("WARM_UP"),
+            warm_up=read.flag("WARM_UP") or "WARM_UP_REQUEST" in env,
+            warm_up_request=read.json_object("WARM_UP_REQUEST"),
             log_level=read.choice("LOG_LEVEL", LOG_LEVELS, "INFO"),
             log_json=read.flag("LOG_JSON"),
         )
@@ -158,6 +163,27 @@ class EnvReader:
                 Problem(message=f"{name} must be a whole number {limits}", field=name, value=raw)
             )
             return default
+        return value
+
+    def json_object(self, name: str) -> dict[str, Any] | None:
+        """A JSON object given inline, or as ``@path`` to a file holding one."""
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            text = Path(raw[1:]).read_text() if raw.startswith("@") else raw
+            value = json.loads(text)
+        except (OSError, ValueError) as err:
+            value = err
+        if not isinstance(value, dict):
+            reason = str(value) if isinstance(value, Exception) else "not a JSON object"
+            self.problems.append(
+                Problem(
+                    message=f"{name} must be a JSON object or @file holding one ({reason})",
+                    field=name,
+                )
+            )
+            return None
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
