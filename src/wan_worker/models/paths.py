@@ -16,16 +16,9 @@ from pathlib import Path
 import yaml
 
 from wan_worker.catalogue import ModelFile
+from wan_worker.model_folders import MODEL_FOLDERS
 
-MODEL_SUBFOLDERS: tuple[str, ...] = (
-    "diffusion_models",
-    "text_encoders",
-    "audio_encoders",
-    "loras",
-    "vae",
-    "clip_vision",
-    "checkpoints",
-)
+MODEL_SUBFOLDERS = MODEL_FOLDERS
 """Every ComfyUI models folder a wan-worker graph's loaders read (catalogue folders included)."""
 
 RUNPOD_VOLUME = Path("/runpod-volume")
