@@ -12,7 +12,7 @@ import io
 import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from tests.media.helpers import TEST_NAMES
 from wan_worker.service import ServiceSettings
 from wan_worker.testing import ComfyUIDouble
 
-from .conftest import FileServer, MapResolver, b64, leftovers, png_bytes, wav_bytes
+from .conftest import FileServer, MapResolver, b64, leftovers, new_worker, png_bytes, wav_bytes
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 IMAGE = b64(png_bytes())
@@ -389,13 +389,7 @@ async def test_a_redirect_to_a_refused_address_is_not_followed(
     redirector.target = f"http://{target_host}:{file_server.port}/files/a.png"
     file_server.files["a.png"] = png_bytes()
     allowed = (*settings.input_limits.allowed_origins, f"http://127.0.0.1:{redirector.port}")
-    limits = type(settings.input_limits)(
-        allowed_path_roots=settings.input_limits.allowed_path_roots, allowed_origins=allowed
-    )
-    from dataclasses import replace
-
-    from .conftest import new_worker
-
+    limits = replace(settings.input_limits, allowed_origins=allowed)
     worker = new_worker(replace(settings, input_limits=limits), MapResolver(dict(TEST_NAMES)))
     try:
         out = await worker.respond(
@@ -413,10 +407,6 @@ async def test_a_redirect_to_a_refused_address_is_not_followed(
 async def test_an_oversize_download_is_cut_at_the_cap(
     nothing_left: Callable[[], None], settings: ServiceSettings, file_server: FileServer
 ) -> None:
-    from dataclasses import replace
-
-    from .conftest import new_worker
-
     file_server.files["big.png"] = png_bytes(2000, 2000) + b"\0" * 300_000
     limits = replace(settings.input_limits, max_image_bytes=100_000)
     worker = new_worker(replace(settings, input_limits=limits))
