@@ -113,6 +113,8 @@ def test_a_warm_up_request_comes_inline_or_from_a_file(tmp_path: Path) -> None:
     (tmp_path / "warm.json").write_text(json.dumps(job))
     from_file = ServiceSettings.from_env({"WARM_UP_REQUEST": f"@{tmp_path / 'warm.json'}"})
     assert from_file.warm_up_request == job
+    empty = ServiceSettings.from_env({"WARM_UP_REQUEST": " "})
+    assert (empty.warm_up, empty.warm_up_request) == (False, None)
 
 
 @pytest.mark.parametrize("value", ["{not json", "[1, 2]", "@/nonexistent/warm.json"])

@@ -71,6 +71,7 @@ class ServiceSettings:
         read = EnvReader(env)
         root = _default_root()
         durable = read.value("DURABLE_OUTPUT_DIR", Path, root / "kept")
+        warm_up_request = read.json_object("WARM_UP_REQUEST")
         settings = cls(
             comfyui_url=read.value("COMFYUI_URL", str, DEFAULT_COMFYUI_URL),
             comfyui_input_dir=read.optional("COMFYUI_INPUT_DIR", Path),
@@ -106,8 +107,8 @@ class ServiceSettings:
                 presign_expiry_s=int(read.positive("BUCKET_PRESIGN_EXPIRY_S", 3600)),
             ),
             keep_files=read.flag("KEEP_FILES"),
-            warm_up=read.flag("WARM_UP") or "WARM_UP_REQUEST" in env,
-            warm_up_request=read.json_object("WARM_UP_REQUEST"),
+            warm_up=read.flag("WARM_UP") or warm_up_request is not None,
+            warm_up_request=warm_up_request,
             log_level=read.choice("LOG_LEVEL", LOG_LEVELS, "INFO"),
             log_json=read.flag("LOG_JSON"),
         )
